@@ -1,0 +1,3 @@
+"""The single version string of the distribution."""
+
+VERSION = "0.1.0"
