@@ -1,0 +1,180 @@
+"""Pure event building: identity, ids, timestamps and the property merge. No I/O.
+
+Precedence, lowest first: client super properties < context tags < caller properties; then the
+library's own properties. An event with no distinct id anywhere is personless.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import time
+import uuid as uuid_module
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from posthog_integrations._version import VERSION
+
+from .serialization import is_plain, make_json_safe
+
+logger = logging.getLogger("posthog_integrations")
+
+LIB_NAME = "posthog-integrations"
+Event = dict[str, Any]
+_UTC = datetime.timezone.utc
+# Mersenne Twister bits: event ids need uniqueness, not secrecy, and the `random` module reseeds
+# itself in a forked child. This is four times cheaper than building a uuid.UUID per event.
+_random_bits = random.getrandbits
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+class ContextState(NamedTuple):
+    """What the active context contributes to an event."""
+
+    distinct_id: str | None
+    session_id: str | None
+    tags: Mapping[str, Any]
+
+
+NO_CONTEXT = ContextState(None, None, {})
+
+
+class EventDefaults:
+    """Per-client constant parts of every event, computed once."""
+
+    __slots__ = ("disable_geoip", "lib_properties", "lib_properties_geoip", "super_properties")
+
+    def __init__(self, super_properties: Mapping[str, Any], disable_geoip: bool) -> None:
+        self.super_properties = dict(super_properties)
+        self.disable_geoip = disable_geoip
+        self.lib_properties_geoip = {"$lib": LIB_NAME, "$lib_version": VERSION}
+        self.lib_properties = {**self.lib_properties_geoip, "$geoip_disable": True}
+
+    def lib(self, disable_geoip: bool | None) -> dict[str, Any]:
+        disable = self.disable_geoip if disable_geoip is None else disable_geoip
+        return self.lib_properties if disable else self.lib_properties_geoip
+
+
+def uuid7() -> str:
+    """A new RFC 9562 version 7 UUID as a string: millisecond time, then 74 random bits."""
+    bits = _random_bits(74)
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (bits >> 62) << 64
+        | 0b10 << 62
+        | (bits & 0x3FFF_FFFF_FFFF_FFFF)
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 in UTC with microseconds (cached per second)."""
+    global _second_prefix
+    now = time.time()
+    second = int(now)
+    cached = _second_prefix
+    if cached[0] != second:
+        stamp = datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = _second_prefix = (second, stamp)
+    return f"{cached[1]}.{int((now - second) * 1_000_000):06d}+00:00"
+
+
+def normalize_timestamp(value: Any) -> str:
+    """An ISO 8601 UTC string for the same instant; naive datetimes are read as UTC."""
+    if value is None:
+        return utc_now()
+    if isinstance(value, str):
+        parsed = _parse_timestamp(value)
+        if parsed is None:
+            logger.warning("ignoring invalid timestamp %r; using the current time", value[:64])
+            return utc_now()
+        value = parsed
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_UTC).isoformat()
+        return value.astimezone(_UTC).isoformat()
+    logger.warning("timestamp must be a datetime or ISO 8601 string, got %s", type(value).__name__)
+    return utc_now()
+
+
+def normalize_uuid(value: Any) -> str:
+    """The caller's uuid when it is one, else a new UUIDv7."""
+    if value is None:
+        return uuid7()
+    if isinstance(value, uuid_module.UUID):
+        return str(value)
+    try:
+        return str(uuid_module.UUID(str(value)))
+    except ValueError:
+        logger.warning("ignoring invalid event uuid %r; generating one", str(value)[:64])
+        return uuid7()
+
+
+def normalize_distinct_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text or None
+
+
+def build_event(
+    name: str,
+    *,
+    distinct_id: Any,
+    properties: Mapping[str, Any] | None,
+    defaults: EventDefaults,
+    context: ContextState = NO_CONTEXT,
+    timestamp: Any = None,
+    uuid: Any = None,
+    groups: Mapping[str, Any] | None = None,
+    disable_geoip: bool | None = None,
+    top_level: Mapping[str, Any] | None = None,
+) -> Event:
+    """Assemble one event. Explicit arguments win over the context, the context over defaults."""
+    person = (
+        distinct_id if type(distinct_id) is str else normalize_distinct_id(distinct_id)
+    ) or context.distinct_id
+    merged = {**defaults.super_properties, **context.tags, **_mapping(properties, "properties")}
+    if person is None:
+        person = uuid7()
+        merged.setdefault("$process_person_profile", False)
+    if context.session_id is not None:
+        merged.setdefault("$session_id", context.session_id)
+    if groups:
+        merged["$groups"] = dict(groups)
+    merged.update(defaults.lib(disable_geoip))
+    if not is_plain(merged):
+        merged = make_json_safe(merged)
+    event: Event = {
+        "event": name,
+        "distinct_id": person,
+        "properties": merged,
+        "timestamp": utc_now() if timestamp is None else normalize_timestamp(timestamp),
+        "uuid": uuid7() if uuid is None else normalize_uuid(uuid),
+    }
+    if top_level:
+        for key, value in top_level.items():
+            event[key] = value if is_plain(value) else make_json_safe(value)
+    return event
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None or isinstance(value, Mapping):
+        return value or {}
+    logger.warning("%s must be a mapping, got %s; ignoring them", what, type(value).__name__)
+    return {}
+
+
+def _parse_timestamp(text: str) -> datetime.datetime | None:
+    text = text.strip()
+    if "T" not in text and " " not in text:
+        return None  # a bare date is not an instant
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None

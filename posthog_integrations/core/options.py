@@ -1,0 +1,189 @@
+"""Every client setting and its default, in one typed place.
+
+Precedence when a client is built: keyword arguments > framework settings > environment > default.
+Bad values fail here, at configuration time, with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+DEFAULT_HOST = "https://us.i.posthog.com"
+EU_HOST = "https://eu.i.posthog.com"
+_HOST_ALIASES = {
+    "https://app.posthog.com": DEFAULT_HOST,
+    "https://us.posthog.com": DEFAULT_HOST,
+    "https://eu.posthog.com": EU_HOST,
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+Event = dict[str, Any]
+BeforeSend = Callable[[Event], Optional[Event]]
+OnError = Callable[[Exception, list[Event]], None]
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the client cannot work with."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientOptions:
+    """Validated client settings. Build with :meth:`resolve`, which applies the precedence rules."""
+
+    api_key: str = dataclasses.field(default="", repr=False)
+    host: str = DEFAULT_HOST
+    debug: bool = False
+    disabled: bool = False
+    send: bool = True
+    sync_mode: bool = False
+    flush_at: int = 100
+    flush_interval: float = 1.0
+    max_batch_size: int = 1000
+    max_queue_size: int = 10_000
+    max_retries: int = 3
+    retry_base_delay: float = 0.5
+    timeout: float = 15.0
+    gzip: bool = True
+    on_error: OnError | None = None
+    before_send: BeforeSend | None = None
+    super_properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    disable_geoip: bool = True
+    historical_migration: bool = False
+    enable_exception_autocapture: bool = False
+    project_root: str | None = None
+    in_app_include: tuple[str, ...] = ()
+    in_app_exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        return frozenset(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def resolve(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        framework: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ClientOptions:
+        """Merge keyword options over framework settings over the environment, then validate.
+
+        ``None`` in ``options`` or ``framework`` means "not set here", so the next source applies.
+        """
+        environ = os.environ if environ is None else environ
+        merged: dict[str, Any] = {}
+        for name, value in _from_environment(environ).items():
+            merged[name] = value
+        for source in (framework or {}, options):
+            _reject_unknown(source)
+            merged.update((name, value) for name, value in source.items() if value is not None)
+        return cls(**_validated(merged))
+
+    @property
+    def effective_disabled(self) -> bool:
+        """Disabled explicitly, or no API key to send with."""
+        return self.disabled or not self.api_key
+
+
+def normalize_host(host: str) -> str:
+    host = host.strip().rstrip("/")
+    if not host:
+        return DEFAULT_HOST
+    if not host.startswith(("http://", "https://")):
+        raise ConfigurationError(f"host must start with http:// or https://, got {host!r}")
+    return _HOST_ALIASES.get(host, host)
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if environ.get("POSTHOG_API_KEY"):
+        found["api_key"] = environ["POSTHOG_API_KEY"]
+    if environ.get("POSTHOG_HOST"):
+        found["host"] = environ["POSTHOG_HOST"]
+    for name in ("debug", "disabled"):
+        variable = f"POSTHOG_{name.upper()}"
+        if variable in environ:
+            found[name] = _parse_env_bool(variable, environ[variable])
+    return found
+
+
+def _parse_env_bool(variable: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{variable} must be one of 1/0, true/false, yes/no, on/off")
+
+
+def _reject_unknown(source: Mapping[str, Any]) -> None:
+    known = ClientOptions.names()
+    for name in source:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown PostHog option {name!r}{hint}")
+
+
+def _validated(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for name in ("debug", "disabled", "send", "sync_mode", "gzip", "disable_geoip",
+                 "historical_migration", "enable_exception_autocapture"):
+        if name in out and not isinstance(out[name], bool):
+            raise ConfigurationError(f"{name} must be True or False, got {out[name]!r}")
+    for name, minimum in (("flush_at", 1), ("max_batch_size", 1), ("max_queue_size", 1)):
+        if name in out:
+            out[name] = _int(name, out[name], minimum)
+    if "max_retries" in out:
+        out["max_retries"] = max(0, _int("max_retries", out["max_retries"], None))
+    for name in ("flush_interval", "timeout", "retry_base_delay"):
+        if name in out:
+            out[name] = _positive_float(name, out[name])
+    for name in ("on_error", "before_send"):
+        if name in out and not callable(out[name]):
+            raise ConfigurationError(f"{name} must be callable, got {out[name]!r}")
+    if "api_key" in out:
+        if not isinstance(out["api_key"], str):
+            raise ConfigurationError("api_key must be a string")
+        out["api_key"] = out["api_key"].strip()
+    if "host" in out:
+        if not isinstance(out["host"], str):
+            raise ConfigurationError(f"host must be a string, got {out['host']!r}")
+        out["host"] = normalize_host(out["host"])
+    if "super_properties" in out:
+        if not isinstance(out["super_properties"], Mapping):
+            raise ConfigurationError("super_properties must be a mapping of property names")
+        out["super_properties"] = dict(out["super_properties"])
+    if "project_root" in out and not isinstance(out["project_root"], str):
+        raise ConfigurationError(f"project_root must be a path string, got {out['project_root']!r}")
+    for name in ("in_app_include", "in_app_exclude"):
+        if name in out:
+            out[name] = _module_names(name, out[name])
+    return out
+
+
+def _int(name: str, value: Any, minimum: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _module_names(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(item, str) for item in value
+    ):
+        raise ConfigurationError(f"{name} must be a list of module names, got {value!r}")
+    return tuple(value)

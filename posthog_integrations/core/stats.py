@@ -1,0 +1,67 @@
+"""Delivery counters, so that nothing is dropped silently."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+
+DROP_REASONS = (
+    "queue_full", "before_send", "oversize", "failed", "shutdown", "invalid", "disabled"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientStats:
+    """A snapshot of a client's counters.
+
+    ``queued`` is what waits to be sent now; ``dropped`` totals every reason in
+    ``dropped_by_reason`` (``failed`` counts events of batches that finally failed).
+    """
+
+    accepted: int
+    queued: int
+    sent: int
+    retried: int
+    failed_batches: int
+    dropped_by_reason: Mapping[str, int]
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by_reason.values())
+
+
+class Counters:
+    """Thread-safe counters for the rare paths; the hot path is counted by the sender."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = {}
+
+    def add(self, name: str, amount: int = 1) -> int:
+        """Increase ``name`` by ``amount`` and return its new value."""
+        with self._lock:
+            value = self._values.get(name, 0) + amount
+            self._values[name] = value
+            return value
+
+    def reset(self) -> None:
+        """Start from zero with a new lock (in a forked child the old one may be held)."""
+        self._lock = threading.Lock()
+        self._values = {}
+
+    def get(self, name: str) -> int:
+        return self._values.get(name, 0)
+
+    def snapshot(self, *, queued: int) -> ClientStats:
+        with self._lock:
+            values = dict(self._values)
+        dropped = {reason: values.get(f"dropped.{reason}", 0) for reason in DROP_REASONS}
+        return ClientStats(
+            accepted=values.get("taken", 0) + queued,
+            queued=queued,
+            sent=values.get("sent", 0),
+            retried=values.get("retried", 0),
+            failed_batches=values.get("failed_batches", 0),
+            dropped_by_reason=dropped,
+        )
