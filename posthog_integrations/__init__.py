@@ -1,0 +1,153 @@
+"""PostHog analytics and error tracking for Django, Flask and ASGI apps.
+
+Module-level use goes to a default client built on first use from the module settings
+(``api_key``, ``host``, ``debug``, ``disabled``, ``sync_mode``), then the environment
+(``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ``POSTHOG_DEBUG``, ``POSTHOG_DISABLED``)::
+
+    import posthog_integrations as posthog
+
+    posthog.api_key = "phc_..."
+    posthog.capture("order processed", distinct_id="user-1", properties={"total": 42})
+
+Changing a setting later replaces the default client, so late configuration is never ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from ._version import VERSION
+from .core import APIError, Client, ClientOptions, ClientStats, ConfigurationError, Posthog
+
+__version__ = VERSION
+__all__ = [
+    "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "Posthog",
+    "alias", "api_key", "capture", "configure", "debug", "disabled", "flush", "get_client",
+    "group_identify", "host", "set", "set_once", "shutdown", "sync_mode",
+]
+
+api_key: str | None = None
+host: str | None = None
+debug: bool | None = None
+disabled: bool | None = None
+sync_mode: bool | None = None
+
+_SETTINGS = frozenset({"api_key", "host", "debug", "disabled", "sync_mode"})
+_default_client: Client | None = None
+_extra_options: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def get_client() -> Client:
+    """The default client, built from the module settings on first use."""
+    client = _default_client
+    return client if client is not None else _build_default_client()
+
+
+def configure(**options: Any) -> Client:
+    """Replace the default client with one built from ``options`` (any :class:`Client` option)."""
+    with _lock:
+        _extra_options.clear()
+        for name, value in options.items():
+            if name in _SETTINGS:
+                globals()[name] = value
+            else:
+                _extra_options[name] = value
+    _discard_default_client()
+    return get_client()
+
+
+def capture(
+    event: str,
+    *,
+    distinct_id: Any = None,
+    properties: Mapping[str, Any] | None = None,
+    timestamp: Any = None,
+    uuid: Any = None,
+    groups: Mapping[str, Any] | None = None,
+    disable_geoip: bool | None = None,
+) -> str | None:
+    """Capture ``event``; return its uuid, or None when it was not accepted."""
+    return get_client().capture(
+        event, distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid,
+        groups=groups, disable_geoip=disable_geoip,
+    )
+
+
+def set(*, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+        timestamp: Any = None, uuid: Any = None) -> str | None:
+    """Set person properties (``$set``)."""
+    return get_client().set(
+        distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid
+    )
+
+
+def set_once(*, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+             timestamp: Any = None, uuid: Any = None) -> str | None:
+    """Set person properties that are not set yet (``$set_once``)."""
+    return get_client().set_once(
+        distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid
+    )
+
+
+def alias(previous_id: Any, distinct_id: Any, *, timestamp: Any = None,
+          uuid: Any = None) -> str | None:
+    """Link ``previous_id`` to ``distinct_id``."""
+    return get_client().alias(previous_id, distinct_id, timestamp=timestamp, uuid=uuid)
+
+
+def group_identify(group_type: str, group_key: Any, properties: Mapping[str, Any] | None = None,
+                   *, distinct_id: Any = None, timestamp: Any = None,
+                   uuid: Any = None) -> str | None:
+    """Set properties of a group."""
+    return get_client().group_identify(
+        group_type, group_key, properties, distinct_id=distinct_id, timestamp=timestamp, uuid=uuid
+    )
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Send everything the default client has queued; True when all was delivered in time."""
+    client = _default_client
+    return True if client is None else client.flush(timeout)
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Flush and stop the default client (a later module-level call builds a new one)."""
+    with _lock:
+        global _default_client
+        client, _default_client = _default_client, None
+    return True if client is None else client.shutdown(timeout)
+
+
+def _build_default_client() -> Client:
+    global _default_client
+    with _lock:
+        if _default_client is None:
+            module = sys.modules[__name__]
+            settings = {name: getattr(module, name) for name in _SETTINGS}
+            _default_client = Client(**{**_extra_options, **settings})
+        return _default_client
+
+
+def _discard_default_client() -> None:
+    global _default_client
+    with _lock:
+        client, _default_client = _default_client, None
+    if client is not None:
+        client.shutdown(timeout=1.0)
+
+
+class _SettingsModule(types.ModuleType):
+    """Rebuilds the default client when a module setting changes after it was built."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _SETTINGS:
+            _discard_default_client()
+
+
+sys.modules[__name__].__class__ = _SettingsModule

@@ -1,0 +1,233 @@
+"""The PostHog client: public methods composed from options, events, queue, sender and transport."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .events import EventDefaults, build_event
+from .options import ClientOptions
+from .sender import Sender
+from .stats import ClientStats, Counters
+
+logger = logging.getLogger("posthog_integrations")
+
+Event = dict[str, Any]
+QUEUE_FULL_WARNING_INTERVAL = 10.0
+_missing_key_warned = False
+
+
+class Client:
+    """Sends events to PostHog from a bounded queue on a background thread.
+
+    Building a client starts no thread and opens no socket; the sender starts on the first event.
+    Every public method is safe to call from any thread and never raises into the caller.
+    """
+
+    def __init__(self, api_key: str | None = None, host: str | None = None, **options: Any) -> None:
+        self.options = ClientOptions.resolve({"api_key": api_key, "host": host, **options})
+        self._counters = Counters()
+        self._defaults = EventDefaults(self.options.super_properties, self.options.disable_geoip)
+        self._disabled = self.options.effective_disabled
+        self._closed = False
+        self._next_queue_full_warning = 0.0
+        self._sender = Sender(self.options, self._counters)
+        if self.options.debug:
+            _enable_debug_logging()
+        if not self.options.api_key and not self.options.disabled:
+            _warn_missing_key()
+
+    def __repr__(self) -> str:
+        state = "disabled" if self._disabled else "closed" if self._closed else "active"
+        return f"<{type(self).__name__} host={self.options.host!r} {state}>"
+
+    @property
+    def disabled(self) -> bool:
+        return self._disabled
+
+    def capture(
+        self,
+        event: str,
+        *,
+        distinct_id: Any = None,
+        properties: Mapping[str, Any] | None = None,
+        timestamp: Any = None,
+        uuid: Any = None,
+        groups: Mapping[str, Any] | None = None,
+        disable_geoip: bool | None = None,
+    ) -> str | None:
+        """Capture ``event``; return its uuid, or None when it was not accepted."""
+        if self._disabled:
+            return None
+        try:
+            if not isinstance(event, str) or not event:
+                return self._reject(f"event name must be a non-empty string, got {event!r}")
+            return self._enqueue(build_event(
+                event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
+                timestamp=timestamp, uuid=uuid, groups=groups, disable_geoip=disable_geoip,
+            ))
+        except Exception:
+            logger.exception("capture(%r) failed", event)
+            return None
+
+    def set(self, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+            timestamp: Any = None, uuid: Any = None) -> str | None:
+        """Set person properties (``$set``). A no-op without a distinct id or properties."""
+        return self._person_update("$set", distinct_id, properties, timestamp, uuid)
+
+    def set_once(self, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+                 timestamp: Any = None, uuid: Any = None) -> str | None:
+        """Set person properties only where they are not set yet (``$set_once``)."""
+        return self._person_update("$set_once", distinct_id, properties, timestamp, uuid)
+
+    def alias(self, previous_id: Any, distinct_id: Any, *, timestamp: Any = None,
+              uuid: Any = None) -> str | None:
+        """Link ``previous_id`` to ``distinct_id`` (``$create_alias``)."""
+        if self._disabled:
+            return None
+        try:
+            if not previous_id or not distinct_id:
+                return self._reject("alias needs both previous_id and distinct_id")
+            return self._enqueue(build_event(
+                "$create_alias", distinct_id=previous_id, defaults=self._defaults,
+                properties={"distinct_id": str(previous_id), "alias": str(distinct_id)},
+                timestamp=timestamp, uuid=uuid,
+            ))
+        except Exception:
+            logger.exception("alias() failed")
+            return None
+
+    def group_identify(self, group_type: str, group_key: Any,
+                       properties: Mapping[str, Any] | None = None, *, distinct_id: Any = None,
+                       timestamp: Any = None, uuid: Any = None) -> str | None:
+        """Set properties of a group (``$groupidentify``)."""
+        if self._disabled:
+            return None
+        try:
+            if not group_type or group_key is None or group_key == "":
+                return self._reject("group_identify needs a group_type and a group_key")
+            group_properties = {
+                "$group_type": group_type,
+                "$group_key": str(group_key),
+                "$group_set": dict(properties or {}),
+            }
+            return self._enqueue(build_event(
+                "$groupidentify", distinct_id=distinct_id or f"${group_type}_{group_key}",
+                properties=group_properties, defaults=self._defaults,
+                timestamp=timestamp, uuid=uuid,
+            ))
+        except Exception:
+            logger.exception("group_identify() failed")
+            return None
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send everything queued now; block until delivered or ``timeout`` seconds pass."""
+        if self._disabled:
+            return True
+        try:
+            return self._sender.flush(timeout)
+        except Exception:
+            logger.exception("flush() failed")
+            return False
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flush and stop. Idempotent and bounded by ``timeout``; later captures are refused."""
+        self._closed = True
+        if self._disabled:
+            return True
+        try:
+            return self._sender.shutdown(timeout)
+        except Exception:
+            logger.exception("shutdown() failed")
+            return False
+
+    def stats(self) -> ClientStats:
+        """Counters: accepted, queued, sent, retried, failed batches, dropped by reason."""
+        return self._counters.snapshot(queued=self._sender.pending)
+
+    def _person_update(self, kind: str, distinct_id: Any, properties: Mapping[str, Any] | None,
+                       timestamp: Any, uuid: Any) -> str | None:
+        if self._disabled:
+            return None
+        try:
+            if not distinct_id or not properties:
+                logger.debug("%s without a distinct id or properties does nothing", kind)
+                return None
+            return self._enqueue(build_event(
+                kind, distinct_id=distinct_id, properties=None, defaults=self._defaults,
+                timestamp=timestamp, uuid=uuid, top_level={kind: dict(properties)},
+            ))
+        except Exception:
+            logger.exception("%s failed", kind)
+            return None
+
+    def _enqueue(self, event: Event) -> str | None:
+        if self._closed:
+            return self._drop("shutdown", "the client is shut down; event %r dropped", event)
+        before_send = self.options.before_send
+        if before_send is not None:
+            try:
+                result: Any = before_send(event)
+            except Exception:
+                logger.warning("before_send raised; event %r dropped", event["event"],
+                               exc_info=True)
+                return self._drop("before_send", None, event)
+            if result is None:
+                return self._drop("before_send", None, event)
+            if not isinstance(result, dict):
+                return self._drop("before_send", "before_send must return a dict or None, "
+                                  f"got {type(result).__name__}; event %r dropped", event)
+            event = result
+        uuid: str | None = event.get("uuid")
+        if not self.options.send:
+            self._counters.add("taken")
+        elif self.options.sync_mode:
+            self._sender.send_now([event])
+        elif not self._sender.submit(event):
+            self._queue_full()
+            return None
+        if self.options.debug:
+            logger.debug("accepted event %r (uuid %s)", event.get("event"), uuid)
+        return uuid
+
+    def _queue_full(self) -> None:
+        total = self._counters.add("dropped.queue_full")
+        now = time.monotonic()
+        if now >= self._next_queue_full_warning:
+            self._next_queue_full_warning = now + QUEUE_FULL_WARNING_INTERVAL
+            logger.warning("event queue is full (max_queue_size=%d): %d events dropped so far",
+                           self.options.max_queue_size, total)
+
+    def _drop(self, reason: str, message: str | None, event: Event) -> str | None:
+        self._counters.add(f"dropped.{reason}")
+        if message:
+            logger.warning(message, event.get("event"))
+        else:
+            logger.debug("event %r dropped (%s)", event.get("event"), reason)
+        return None
+
+    def _reject(self, message: str) -> str | None:
+        self._counters.add("dropped.invalid")
+        logger.warning(message)
+        return None
+
+
+Posthog = Client
+
+
+def _warn_missing_key() -> None:
+    global _missing_key_warned
+    if not _missing_key_warned:
+        _missing_key_warned = True
+        logger.warning("no PostHog API key is configured (set POSTHOG_API_KEY or api_key=...): "
+                       "events will not be sent")
+
+
+def _enable_debug_logging() -> None:
+    logger.setLevel(logging.DEBUG)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
