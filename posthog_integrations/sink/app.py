@@ -1,0 +1,341 @@
+"""WSGI application of the local sink: PostHog capture endpoints, scripted answers, recording."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import socket
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
+from werkzeug.wrappers import Request, Response
+
+from .store import EventStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["RecordedRequest", "ScriptedResponse", "SinkApp"]
+
+CAPTURE_PATHS = frozenset({"/batch", "/i/v0/e", "/e", "/capture"})
+V1_PATH = "/i/v1/analytics/events"
+API_EVENTS_PATH = "/api/events"
+DEFAULT_API_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ScriptedResponse:
+    """How the sink answers one capture request.
+
+    A 2xx ``status`` still lets the sink answer 400/401 for a malformed request.
+    ``hang`` and ``drop_connection`` close the connection without an answer
+    (``hang`` only once the sink stops).
+    """
+
+    status: int = 200
+    retry_after: str | None = None
+    delay: float = 0.0
+    hang: bool = False
+    drop_connection: bool = False
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One capture request as the sink saw it; ``status`` is 0 when no answer was sent.
+
+    ``raw`` is the body as received; ``body`` and ``events`` are parsed from it on
+    first access, so a long run does not keep every parsed event alive.
+    """
+
+    path: str
+    headers: dict[str, str]
+    api_key: str | None
+    uuids: list[str]
+    gzip: bool
+    content_length: int
+    status: int
+    received_at: float
+    query: str
+    raw: bytes = field(repr=False)
+
+    @cached_property
+    def body(self) -> Any:
+        """The parsed JSON body, or None when it could not be decoded."""
+        try:
+            return decode_body(self.raw, self.gzip)
+        except BadRequest:
+            return None
+
+    @cached_property
+    def events(self) -> list[dict[str, Any]]:
+        """The events in the body (empty when it was malformed)."""
+        try:
+            if self.path.rstrip("/") == V1_PATH:
+                return v1_events(self.body)
+            return split_body(self.body)[1]
+        except BadRequest:
+            return []
+
+
+class BadRequest(Exception):
+    """The body could not be decoded; the message is safe to send back."""
+
+
+class _Dropped(ConnectionAbortedError):
+    """Raised to make werkzeug's server close the connection without a response."""
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(payload), status=status, headers=headers, mimetype="application/json"
+    )
+
+
+def _error(status: int, kind: str, code: str, detail: str) -> Response:
+    return _json(status, {"type": kind, "code": code, "detail": detail})
+
+
+def decode_body(raw: bytes, compressed: bool) -> Any:
+    """Parse a capture body, gunzipping it first when ``compressed``."""
+    if compressed:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BadRequest(f"body is not valid gzip: {exc}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+
+def _key_of(obj: dict[str, Any]) -> str | None:
+    key = obj.get("api_key") or obj.get("token")
+    if not key:
+        props = obj.get("properties")
+        key = props.get("token") if isinstance(props, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+def _is_event(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("event"), str) and bool(obj["event"])
+
+
+def split_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
+    """Return the API key and the events of a batch, list or single-event body."""
+    if isinstance(body, list):
+        events: Any = body
+        key = None
+    elif isinstance(body, dict):
+        events = body.get("batch", [body])
+        key = _key_of(body)
+    else:
+        raise BadRequest("body must be a JSON object or list")
+    if not isinstance(events, list) or not all(_is_event(e) for e in events):
+        raise BadRequest("every event must be an object with an 'event' name")
+    if key is None:
+        key = next((k for k in map(_key_of, events) if k is not None), None)
+    return key, events
+
+
+def v1_events(body: Any) -> list[dict[str, Any]]:
+    """The events of a v1 ``{"created_at": ..., "batch": [...]}`` body."""
+    batch = body.get("batch") if isinstance(body, dict) else None
+    if not isinstance(batch, list) or not all(isinstance(e, dict) for e in batch):
+        raise BadRequest("body must be an object with a 'batch' list of objects")
+    return batch
+
+
+def public_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``event`` without the API key, for the HTTP API."""
+    out = {k: v for k, v in event.items() if k not in ("api_key", "token")}
+    props = out.get("properties")
+    if isinstance(props, dict) and "token" in props:
+        out["properties"] = {k: v for k, v in props.items() if k != "token"}
+    return out
+
+
+class SinkApp:
+    """The sink's WSGI callable.
+
+    Accepted events go to ``store``; ``on_stored(events, endpoint)`` is called after each add.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        on_stored: Callable[[list[dict[str, Any]], str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self._on_stored = on_stored
+        self._lock = threading.Lock()
+        self._script: deque[ScriptedResponse] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._released = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
+
+    # -- control, used by the server -------------------------------------------------
+
+    def script(self, *responses: ScriptedResponse | int) -> None:
+        """Queue answers for the next capture requests (an int is a bare status)."""
+        items = [r if isinstance(r, ScriptedResponse) else ScriptedResponse(r) for r in responses]
+        with self._lock:
+            self._script.extend(items)
+
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the recorded capture requests, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        """Forget recorded requests and pending scripted answers."""
+        with self._lock:
+            self._script.clear()
+            self._requests.clear()
+
+    def release(self) -> None:
+        """Wake every delayed or hanging request; they close their connection unanswered."""
+        self._released.set()
+
+    def resume(self) -> None:
+        """Undo :meth:`release` (for a restarted server)."""
+        self._released.clear()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is being handled; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # -- WSGI ------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            response = self._dispatch(Request(environ))
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        if request.method == "POST" and path in CAPTURE_PATHS:
+            return self._capture(request, v1=False)
+        if request.method == "POST" and path == V1_PATH:
+            return self._capture(request, v1=True)
+        if request.method == "GET" and path == API_EVENTS_PATH:
+            return self._api_events(request)
+        return _error(404, "not_found", "not_found", "no such endpoint")
+
+    def _capture(self, request: Request, *, v1: bool) -> Response:
+        received_at = time.monotonic()
+        raw = request.get_data(cache=False)
+        compressed = request.headers.get("Content-Encoding", "").lower() == "gzip" or (
+            request.args.get("compression", "") in ("gzip", "gzip-js")
+        )
+        key: str | None = None
+        events: list[dict[str, Any]] = []
+        failure: Response | None = None
+        try:
+            body = decode_body(raw, compressed)
+            if v1:
+                key, events = _bearer(request.headers.get("Authorization", "")), v1_events(body)
+            else:
+                key, events = split_body(body)
+            if key is None:
+                failure = _error(401, "authentication_error", "invalid_api_key", "no API key")
+        except BadRequest as exc:
+            failure = _error(400, "validation_error", "invalid_payload", str(exc))
+
+        with self._lock:
+            plan = self._script.popleft() if self._script else ScriptedResponse()
+        # A scripted 2xx does not hide a malformed request; any other scripted status wins.
+        if failure is not None and not _ok(plan.status):
+            failure = None
+        if plan.hang or plan.drop_connection:
+            status = 0
+        else:
+            status = plan.status if failure is None else failure.status_code
+        uuids = [e["uuid"] for e in events if isinstance(e.get("uuid"), str)]
+        recorded = RecordedRequest(
+            path=request.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            api_key=key,
+            uuids=uuids,
+            gzip=compressed,
+            content_length=len(raw),
+            status=status,
+            received_at=received_at,
+            query=request.query_string.decode("latin-1"),
+            raw=raw,
+        )
+        with self._lock:
+            self._requests.append(recorded)
+
+        if plan.hang:
+            self._released.wait()
+            _drop(request)
+        if plan.delay > 0 and self._released.wait(plan.delay):
+            _drop(request)  # the sink is stopping
+        if plan.drop_connection:
+            _drop(request)
+        if failure is not None:
+            return failure
+        if _ok(status) and events and key is not None:
+            self.store.add(events, api_key=key, endpoint=request.path)
+            if self._on_stored is not None:
+                self._on_stored(events, request.path)
+        return self._answer(plan, v1, uuids)
+
+    def _answer(self, plan: ScriptedResponse, v1: bool, uuids: list[str]) -> Response:
+        headers = {"Retry-After": plan.retry_after} if plan.retry_after is not None else None
+        if plan.body is not None:
+            return Response(plan.body, status=plan.status, headers=headers)
+        if not 200 <= plan.status < 300:
+            return _json(plan.status, {"error": f"scripted status {plan.status}"}, headers)
+        if v1:
+            return _json(plan.status, {"results": {u: {"result": "ok"} for u in uuids}}, headers)
+        return _json(plan.status, {"status": 1}, headers)
+
+    def _api_events(self, request: Request) -> Response:
+        try:
+            limit = int(request.args.get("limit", DEFAULT_API_LIMIT))
+        except ValueError:
+            return _error(400, "validation_error", "invalid_limit", "limit must be an integer")
+        events = self.store.events(
+            event=request.args.get("event") or None,
+            distinct_id=request.args.get("distinct_id") or None,
+            session_id=request.args.get("session_id") or None,
+            limit=max(limit, 0),
+            newest_first=True,
+        )
+        return _json(200, {"events": [public_event(e) for e in events]})
+
+
+def _bearer(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _ok(status: int) -> bool:
+    return 200 <= status < 300
+
+
+def _drop(request: Request) -> NoReturn:
+    """Close the client's connection without answering (werkzeug's server ignores the error)."""
+    sock = request.environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    raise _Dropped("connection dropped by the sink")

@@ -1,0 +1,246 @@
+"""Run the sink in-process on a thread (:class:`LocalSink`) or blocking (:func:`serve`)."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .app import RecordedRequest, ScriptedResponse, SinkApp
+from .store import EventStore
+
+__all__ = ["LocalSink", "add_arguments", "run", "serve"]
+
+# How often the accept loop checks for shutdown: bounds how long stop() takes.
+_POLL_INTERVAL = 0.01
+# How long stop() waits for released requests to finish before giving up on them.
+_DRAIN_TIMEOUT = 0.5
+
+
+class _Handler(WSGIRequestHandler):
+    """werkzeug's handler without per-request log lines."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def connection_dropped(
+        self, error: BaseException, environ: dict[str, Any] | None = None
+    ) -> None:
+        # Without this an HTTP/1.1 connection would wait for another request line.
+        self.close_connection = True
+
+
+def _display_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _echo(events: list[dict[str, Any]], endpoint: str) -> None:
+    """Print one line per event to stdout; never the API key."""
+    now = datetime.now().strftime("%H:%M:%S")
+    lines = []
+    for event in events:
+        props = event.get("properties")
+        session = props.get("$session_id") if isinstance(props, dict) else None
+        line = f"{now}  {event.get('event')}  distinct_id={event.get('distinct_id')}"
+        if session is not None:
+            line += f"  session={session}"
+        lines.append(f"{line}  {endpoint}\n")
+    # Escape what the console cannot show rather than fail the request.
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    text = "".join(lines).encode(encoding, "backslashreplace").decode(encoding)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+class LocalSink:
+    """A PostHog-compatible capture endpoint served from a background thread.
+
+    ``with LocalSink() as sink:`` starts it on a free port of 127.0.0.1; point a
+    client at ``sink.url`` and inspect ``sink.events()`` / ``sink.requests()``.
+    The store stays readable after :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        db_path: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        echo: bool = False,
+    ) -> None:
+        self.store = EventStore(db_path)
+        self.host = host
+        self.port = port
+        self.echo = echo
+        self._stored = threading.Condition()
+        self._app = SinkApp(self.store, on_stored=self._on_stored)
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running sink, e.g. ``http://127.0.0.1:8010``."""
+        if self._server is None:
+            raise RuntimeError("the sink is not running; call start() first")
+        return f"http://{_display_host(self.host)}:{self.port}"
+
+    def start(self) -> LocalSink:
+        """Start serving (no-op when already started); returns self."""
+        if self._server is not None:
+            return self
+        try:
+            server = make_server(
+                self.host, self.port, self._app, threaded=True, request_handler=_Handler
+            )
+        except SystemExit as exc:  # werkzeug exits when it cannot bind
+            raise OSError(f"cannot listen on {self.host}:{self.port}") from exc
+        self.port = server.port
+        self._app.resume()
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name=f"posthog-sink:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; delayed and hanging requests get their connection closed."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._server = self._thread = None
+        self._app.release()
+        server.shutdown()
+        thread.join()
+        server.server_close()
+        self._app.wait_idle(_DRAIN_TIMEOUT)
+        with self._stored:
+            self._stored.notify_all()
+
+    def __enter__(self) -> LocalSink:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def events(
+        self,
+        *,
+        event: str | None = None,
+        distinct_id: str | None = None,
+        session_id: str | None = None,
+        api_key: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Stored events exactly as received (see :meth:`EventStore.events`)."""
+        return self.store.events(
+            event=event,
+            distinct_id=distinct_id,
+            session_id=session_id,
+            api_key=api_key,
+            limit=limit,
+            newest_first=newest_first,
+        )
+
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the recorded capture requests, oldest first."""
+        return self._app.requests()
+
+    def script(self, *responses: ScriptedResponse | int) -> None:
+        """Queue answers for the next capture requests, one each; then 200 again."""
+        self._app.script(*responses)
+
+    def clear(self) -> None:
+        """Forget stored events, recorded requests and queued answers."""
+        self._app.clear()
+        self.store.clear()
+
+    def wait_for_events(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` events are stored and return them all.
+
+        Raises AssertionError when ``timeout`` seconds pass first.
+        """
+        with self._stored:
+            arrived = self._stored.wait_for(lambda: self.store.count() >= count, timeout)
+        if not arrived:
+            names = [e.get("event") for e in self.store.events(limit=20)]
+            statuses = Counter(r.status for r in self._app.requests())
+            raise AssertionError(
+                f"expected at least {count} event(s) within {timeout:g}s but"
+                f" {self.store.count()} arrived (first names: {names});"
+                f" capture requests by answered status: {dict(statuses)}"
+            )
+        return self.store.events()
+
+    def _on_stored(self, events: list[dict[str, Any]], endpoint: str) -> None:
+        if self.echo:
+            _echo(events, endpoint)
+        with self._stored:
+            self._stored.notify_all()
+
+
+def serve(host: str, port: int, db_path: str | None, echo: bool = True) -> None:
+    """Serve the sink until Ctrl-C, printing its URL and (with ``echo``) every event."""
+    sink = LocalSink(db_path, host=host, port=port, echo=echo)
+    try:
+        sink.start()
+        print(f"PostHog sink listening on {sink.url}", flush=True)
+        where = db_path or "memory (lost on exit)"
+        print(f"  events are stored in {where} ({sink.store.count()} there now)")
+        print(f"  point a client at it:  POSTHOG_HOST={sink.url}")
+        print(f"  recent events as JSON: {sink.url}/api/events")
+        print("  press Ctrl-C to stop", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        sink.stop()
+        sink.store.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sink`` command's options to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=8010, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--db",
+        default="posthog-events.sqlite3",
+        help="SQLite file for the received events (':memory:' keeps them in memory)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print received events")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``sink`` command from parsed ``args``; returns the exit status."""
+    db_path = None if args.db == ":memory:" else args.db
+    try:
+        serve(args.host, args.port, db_path, echo=not args.quiet)
+    except OSError as exc:
+        print(f"posthog-integrations sink: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"posthog-integrations sink: {args.db}: {exc}", file=sys.stderr)
+        return 1
+    return 0
