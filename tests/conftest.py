@@ -1,0 +1,44 @@
+"""Shared fixtures: a real local capture endpoint on loopback and clients pointed at it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from posthog_integrations import Client
+from posthog_integrations.sink import LocalSink
+
+API_KEY = "phc_test_secret_key_123"
+ClientFactory = Callable[..., Client]
+
+
+@pytest.fixture
+def sink() -> Iterator[LocalSink]:
+    with LocalSink() as running:
+        yield running
+
+
+@pytest.fixture
+def make_client(sink: LocalSink) -> Iterator[ClientFactory]:
+    """Build clients that deliver to ``sink`` with fast retries; all are shut down afterwards."""
+    clients: list[Client] = []
+
+    def factory(**options: Any) -> Client:
+        settings: dict[str, Any] = {
+            "api_key": API_KEY, "host": sink.url, "retry_base_delay": 0.02, **options
+        }
+        client = Client(**settings)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.shutdown(timeout=2)
+
+
+@pytest.fixture(autouse=True)
+def _library_logs_propagate(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="posthog_integrations")
