@@ -1,0 +1,310 @@
+"""The benchmarks: ``capture()`` cost on the calling thread, and delivered events per second.
+
+Every run uses a fresh client with its own API key, pointed at the endpoint process, and is
+checked at the endpoint afterwards: a run whose events did not all arrive is a failed run.
+Rounds interleave the variants, rotating their order each round (A B, B A, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable
+
+from .endpoint import Delivery, Endpoint
+from .variants import DISTINCT_ID, EVENT_NAME, Variant
+
+__all__ = [
+    "BENCHMARKS",
+    "FULL",
+    "QUICK",
+    "Benchmark",
+    "RunResult",
+    "Settings",
+    "percentile",
+    "run_all",
+]
+
+TEN_PROPERTIES: dict[str, Any] = {f"k{i}": i for i in range(10)}
+FLUSH_TIMEOUT = 120.0
+SHUTDOWN_TIMEOUT = 30.0
+ARRIVAL_TIMEOUT = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How much work each run does."""
+
+    rounds: int
+    warmup_rounds: int  # whole rounds run first and discarded (they warm the endpoint, too)
+    samples: int  # timed samples per capture run
+    block: int  # capture() calls per sample
+    warmup_blocks: int  # untimed blocks before the samples
+    delivery_events: int
+
+    def describe(self) -> str:
+        warmup = f" after {self.warmup_rounds} warm-up round(s)" if self.warmup_rounds else ""
+        return (
+            f"{self.rounds} round(s){warmup}; capture: {self.warmup_blocks} warm-up +"
+            f" {self.samples} timed samples of {self.block} calls;"
+            f" delivery: {self.delivery_events:,} events"
+        )
+
+
+# An even number of rounds runs each variant first equally often.
+FULL = Settings(
+    rounds=6, warmup_rounds=1, samples=150, block=200, warmup_blocks=20, delivery_events=50_000
+)
+QUICK = Settings(
+    rounds=1, warmup_rounds=0, samples=15, block=200, warmup_blocks=5, delivery_events=5_000
+)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One variant's run of one benchmark in one round."""
+
+    benchmark: str
+    variant: str
+    round: int  # 0-based; warm-up rounds are negative
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    samples_us: list[float] = dataclasses.field(default_factory=list)
+    delivery: Delivery | None = None
+    client_dropped: int | None = None
+    flush_drained: bool | None = None
+    log_warnings: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """Why this run does not count as a success (empty when it does)."""
+        found = []
+        if self.error is not None:
+            found.append(self.error)
+        if self.delivery is None:
+            if self.error is None:
+                found.append("no delivery check")
+        elif not self.delivery.complete:
+            found.append(f"lost events: {self.delivery.describe()}")
+        if self.client_dropped:
+            found.append(f"the client reports {self.client_dropped:,} dropped events")
+        if self.flush_drained is False:
+            found.append("flush() returned False (not drained in time)")
+        if self.error is None and not self.metrics:
+            found.append("no numbers")
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def warmup(self) -> bool:
+        return self.round < 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """A named benchmark: ``run(variant, endpoint, settings, result)`` fills ``result``."""
+
+    key: str
+    group: str  # what --only selects
+    title: str
+    run: Callable[[Variant, Endpoint, Settings, RunResult], None]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Linear-interpolated percentile of ``values`` (``fraction`` in [0, 1])."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _api_key(variant: Variant, benchmark: str, round_index: int) -> str:
+    return f"phc_bench_{variant.name}_{benchmark}_r{round_index}_{uuid.uuid4().hex[:10]}"
+
+
+class _WarningCounter(logging.Handler):
+    """Collects the warnings and errors a library logs during one run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.append(f"{record.levelname}: {record.getMessage()}"[:300])
+        except Exception:
+            self.messages.append(f"{record.levelname}: (unformattable message)")
+
+
+def _run_with_client(
+    variant: Variant,
+    endpoint: Endpoint,
+    result: RunResult,
+    body: Callable[[Any], int],
+) -> None:
+    """Build a client, run ``body(client) -> events captured``, shut down, check arrival."""
+    api_key = _api_key(variant, result.benchmark, result.round)
+    logger = logging.getLogger(variant.logger_name)
+    counter = _WarningCounter()
+    logger.addHandler(counter)
+    captured = 0
+    client: Any = None
+    try:
+        endpoint.clear()
+        gc.collect()
+        client = variant.make_client(endpoint.url, api_key)
+        captured = body(client)
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if client is not None:
+            try:
+                result.client_dropped = variant.dropped(client)
+                variant.shutdown(client, SHUTDOWN_TIMEOUT)
+            except Exception as exc:
+                result.error = result.error or f"shutdown failed: {type(exc).__name__}: {exc}"
+        logger.removeHandler(counter)
+        result.log_warnings = counter.messages
+    if captured:
+        try:
+            result.delivery = endpoint.delivered(api_key, captured, ARRIVAL_TIMEOUT)
+        except Exception as exc:
+            result.error = result.error or f"endpoint check failed: {exc}"
+    try:
+        endpoint.clear()
+    except Exception as exc:
+        result.error = result.error or f"endpoint clear failed: {exc}"
+
+
+def _capture_cost(properties: Mapping[str, Any] | None) -> Callable[
+    [Variant, Endpoint, Settings, RunResult], None
+]:
+    def run(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult) -> None:
+        def body(client: Any) -> int:
+            capture = variant.bind_capture(client)
+            block = range(settings.block)
+            clock = time.perf_counter_ns
+            event, distinct_id, props = EVENT_NAME, DISTINCT_ID, properties
+            for _ in range(settings.warmup_blocks):
+                for _ in block:
+                    capture(event, distinct_id=distinct_id, properties=props)
+            samples: list[float] = []
+            for _ in range(settings.samples):
+                start = clock()
+                for _ in block:
+                    capture(event, distinct_id=distinct_id, properties=props)
+                samples.append((clock() - start) / settings.block / 1000.0)
+            captured = (settings.warmup_blocks + settings.samples) * settings.block
+            # Deliver the backlog before shutdown (not timed): shutdown timeouts differ.
+            result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
+            result.samples_us = samples
+            result.metrics = {
+                "median_us": statistics.median(samples),
+                "p10_us": percentile(samples, 0.10),
+                "p90_us": percentile(samples, 0.90),
+                "q1_us": percentile(samples, 0.25),
+                "q3_us": percentile(samples, 0.75),
+                "samples": float(len(samples)),
+            }
+            return captured
+
+        _run_with_client(variant, endpoint, result, body)
+
+    return run
+
+
+def _delivery(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult) -> None:
+    def body(client: Any) -> int:
+        capture = variant.bind_capture(client)
+        count = settings.delivery_events
+        event, distinct_id, props = EVENT_NAME, DISTINCT_ID, TEN_PROPERTIES
+        cpu_start = time.process_time()
+        start = time.perf_counter()
+        for _ in range(count):
+            capture(event, distinct_id=distinct_id, properties=props)
+        captured_at = time.perf_counter()
+        result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
+        end = time.perf_counter()
+        cpu = time.process_time() - cpu_start
+        elapsed = end - start
+        result.metrics = {
+            "events_per_s": count / elapsed,
+            "cpu_s_per_10k": cpu * 10_000 / count,
+            "elapsed_s": elapsed,
+            "capture_loop_s": captured_at - start,
+            "flush_s": end - captured_at,
+            "cpu_s": cpu,
+        }
+        return count
+
+    _run_with_client(variant, endpoint, result, body)
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("capture_0", "capture", "capture(), 0 properties", _capture_cost(None)),
+    Benchmark("capture_10", "capture", "capture(), 10 properties", _capture_cost(TEN_PROPERTIES)),
+    Benchmark("delivery", "delivery", "delivery of gzip batches, 10 properties", _delivery),
+)
+
+
+def _rotated(variants: Sequence[Variant], round_index: int) -> list[Variant]:
+    shift = round_index % len(variants)
+    return [*variants[shift:], *variants[:shift]]
+
+
+def _progress(result: RunResult, title: str) -> str:
+    metrics = result.metrics
+    if "median_us" in metrics:
+        numbers = (
+            f"{metrics['median_us']:7.2f} µs/call"
+            f" (p10-p90 {metrics['p10_us']:.2f}-{metrics['p90_us']:.2f})"
+        )
+    elif "events_per_s" in metrics:
+        numbers = (
+            f"{metrics['events_per_s']:9,.0f} events/s, "
+            f"{metrics['cpu_s_per_10k']:.3f} CPU-s/10k"
+        )
+    else:
+        numbers = "no numbers"
+    arrived = "" if result.delivery is None else f"; {result.delivery.describe()}"
+    status = "ok" if result.ok else "FAILED: " + "; ".join(result.problems)
+    return f"  {title:<40} {result.variant:<9} {numbers}{arrived} [{status}]"
+
+
+def run_all(
+    variants: Sequence[Variant],
+    benchmarks: Iterable[Benchmark],
+    settings: Settings,
+    endpoint: Endpoint,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> list[RunResult]:
+    """Run every benchmark for every variant, ``settings.rounds`` times, interleaved."""
+    selected = list(benchmarks)
+    results: list[RunResult] = []
+    for round_index in range(-settings.warmup_rounds, settings.rounds):
+        order = _rotated(variants, round_index)
+        name = "warm-up round" if round_index < 0 else (
+            f"round {round_index + 1}/{settings.rounds}")
+        log(f"{name} (order: {', '.join(v.name for v in order)})")
+        for benchmark in selected:
+            for variant in order:
+                result = RunResult(benchmark.key, variant.name, round_index)
+                try:
+                    benchmark.run(variant, endpoint, settings, result)
+                except Exception as exc:  # a bug in the harness itself; keep going
+                    result.error = result.error or f"{type(exc).__name__}: {exc}"
+                results.append(result)
+                log(_progress(result, benchmark.title))
+    return results

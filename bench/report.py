@@ -1,0 +1,297 @@
+"""Summarise runs into one table (printed, and written as JSON and Markdown).
+
+Each row is one measured quantity with its unit. A cell is the median across rounds, followed
+in parentheses by its spread: for ``capture()`` the p10-p90 of the per-call samples (the median
+over rounds of each run's p10 and p90); for delivery the lowest and highest round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .core import Benchmark, RunResult, Settings
+
+__all__ = ["RESULTS_DIR", "Row", "Summary", "build_rows", "render_markdown", "render_text",
+           "summarise", "write_results"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """How one measured quantity is summarised and judged."""
+
+    benchmark: str  # Benchmark.key the numbers come from
+    metric: str  # key in RunResult.metrics
+    label: str  # names the quantity and its unit
+    lower_is_better: bool
+    target: float | None  # for ours; None when there is none
+    reference: str  # what the official client is known to do, for context
+    spread: str  # "samples" (p10-p90 of per-call samples) or "rounds" (min-max over rounds)
+    decimals: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """One row's numbers for one variant."""
+
+    median: float
+    low: float
+    high: float
+    runs: int
+
+
+def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]:
+    """The table's rows for the selected benchmarks."""
+    keys = {benchmark.key for benchmark in benchmarks}
+    events = f"{settings.delivery_events:,}"
+    rows = [
+        Row("capture_0", "median_us", "capture(), 0 props [µs/call; median (p10-p90)]",
+            True, 6.0, "official ≈ 59", "samples", 2),
+        Row("capture_10", "median_us", "capture(), 10 props [µs/call; median (p10-p90)]",
+            True, 6.0, "official ≈ 59", "samples", 2),
+        Row("delivery", "events_per_s",
+            f"delivery, {events} events, gzip [events/s; median (min-max)]",
+            False, 40_000.0, "official ≈ 9,300", "rounds", 0),
+        Row("delivery", "cpu_s_per_10k",
+            "client CPU per 10k delivered [CPU s; median (min-max)]",
+            True, None, "", "rounds", 3),
+    ]
+    return [row for row in rows if row.benchmark in keys]
+
+
+def summarise(row: Row, runs: Sequence[RunResult], variant: str) -> Summary | None:
+    """The row's numbers for ``variant`` from its successful runs, or None when there are none."""
+    chosen = [
+        run for run in runs
+        if run.benchmark == row.benchmark and run.variant == variant and run.ok
+        and not run.warmup and row.metric in run.metrics
+    ]
+    if not chosen:
+        return None
+    values = [run.metrics[row.metric] for run in chosen]
+    if row.spread == "samples":
+        low = statistics.median(run.metrics["p10_us"] for run in chosen)
+        high = statistics.median(run.metrics["p90_us"] for run in chosen)
+    else:
+        low, high = min(values), max(values)
+    return Summary(statistics.median(values), low, high, len(chosen))
+
+
+def _number(value: float, decimals: int) -> str:
+    return f"{value:,.{decimals}f}"
+
+
+def _cell(summary: Summary | None, row: Row, ran: bool) -> str:
+    if summary is None:
+        return "FAILED" if ran else "n/a"
+    text = _number(summary.median, row.decimals)
+    if row.spread == "samples" or summary.runs > 1:
+        low, high = _number(summary.low, row.decimals), _number(summary.high, row.decimals)
+        text += f" ({low}-{high})"
+    return text
+
+
+def _ratio(ours: Summary | None, official: Summary | None, row: Row) -> str:
+    """official/ours, with how many times better (or worse) ours is in plain words."""
+    if ours is None or official is None or ours.median <= 0 or official.median <= 0:
+        return "-"
+    ratio = official.median / ours.median
+    advantage = ratio if row.lower_is_better else 1 / ratio
+    better, worse = ("cheaper", "costlier") if row.metric.startswith("cpu") else (
+        "faster", "slower")
+    if advantage >= 1:
+        return f"{ratio:.2f} (ours {advantage:.1f}x {better})"
+    return f"{ratio:.2f} (ours {1 / advantage:.1f}x {worse})"
+
+
+def _target(row: Row) -> str:
+    if row.target is None:
+        return "-"
+    sign = "≤" if row.lower_is_better else "≥"
+    text = f"{sign} {_number(row.target, 0 if row.target == int(row.target) else 1)}"
+    return f"{text} ({row.reference})" if row.reference else text
+
+
+def _met(summary: Summary | None, row: Row) -> str:
+    if row.target is None:
+        return "-"
+    if summary is None:
+        return "no data"
+    met = summary.median <= row.target if row.lower_is_better else summary.median >= row.target
+    return "yes" if met else "NO"
+
+
+HEADERS = ("benchmark", "ours", "official", "official/ours", "target", "met?")
+
+
+def table_rows(
+    rows: Sequence[Row], runs: Sequence[RunResult], variants: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each row's cells (for printing) and numbers (for JSON)."""
+    out = []
+    for row in rows:
+        ours = summarise(row, runs, "ours")
+        official = summarise(row, runs, "official")
+        out.append({
+            "cells": [
+                row.label,
+                _cell(ours, row, "ours" in variants),
+                _cell(official, row, "official" in variants),
+                _ratio(ours, official, row),
+                _target(row),
+                _met(ours, row),
+            ],
+            "benchmark": row.benchmark,
+            "metric": row.metric,
+            "label": row.label,
+            "lower_is_better": row.lower_is_better,
+            "spread": "p10-p90 of samples" if row.spread == "samples" else "min-max over rounds",
+            "target": row.target,
+            "target_met": None if row.target is None or ours is None else _met(ours, row) == "yes",
+            "ours": None if ours is None else dataclasses.asdict(ours),
+            "official": None if official is None else dataclasses.asdict(official),
+            "ratio_official_over_ours": (
+                None if ours is None or official is None or not ours.median
+                else official.median / ours.median
+            ),
+        })
+    return out
+
+
+def render_text(table: Sequence[Mapping[str, Any]]) -> str:
+    """The table as aligned plain text."""
+    lines = [list(HEADERS), *(list(entry["cells"]) for entry in table)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
+
+    def fmt(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:4], widths[1:4])]
+        tail = [cell.ljust(width) for cell, width in zip(cells[4:], widths[4:])]
+        return "  ".join([first, *rest, *tail]).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([fmt(lines[0]), rule, *(fmt(line) for line in lines[1:])])
+
+
+def render_markdown(
+    table: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], failures: Sequence[str]
+) -> str:
+    """The table and its context as Markdown."""
+    env = meta["environment"]
+    out = [
+        "# Benchmark results",
+        "",
+        f"- generated: {meta['generated_at']} ({meta['mode']} run, {meta['settings_text']})",
+        f"- variants: {', '.join(f'{k} = {v}' for k, v in meta['variants'].items())}",
+        f"- Python {env['python']} on {env['platform']}, {env['cpu_count']} CPU(s)",
+        f"- git commit: {env['git_commit'] or 'none'}"
+        + (" (the library had uncommitted changes)"
+           if env["library_has_uncommitted_changes"] else ""),
+        "- endpoint: `LocalSink` in a separate process on 127.0.0.1; one fresh client and API key"
+        " per run; variant order rotated each round",
+    ]
+    for name, reason in meta["missing_variants"].items():
+        out.append(f"- **{name} did not run**: {reason}")
+    out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    out += ["| " + " | ".join(entry["cells"]) + " |" for entry in table]
+    out += ["", "Cells are medians across rounds. official/ours above 1 means ours costs less "
+            "(µs, CPU s); below 1 on an events/s row means ours delivers more."]
+    if meta.get("notes"):
+        out += ["", "## Notes", "", *(f"- {note}" for note in meta["notes"])]
+    if failures:
+        out += ["", "## Failures", "", *(f"- {failure}" for failure in failures)]
+    return "\n".join(out) + "\n"
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were taken."""
+    repo = RESULTS_DIR.parent.parent
+    commit = dirty = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = _git(repo, "rev-parse", "--short", "HEAD") or None
+        # Uncommitted changes to the library mean the commit alone does not name what ran.
+        dirty = bool(_git(repo, "status", "--porcelain", "--", "posthog_integrations"))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": None if load is None else [round(x, 2) for x in load],
+        "git_commit": commit,
+        "library_has_uncommitted_changes": dirty,
+    }
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
+
+def _run_json(run: RunResult) -> dict[str, Any]:
+    return {
+        "benchmark": run.benchmark,
+        "variant": run.variant,
+        "round": run.round,
+        "warmup": run.warmup,
+        "ok": run.ok,
+        "problems": run.problems,
+        "metrics": run.metrics,
+        "samples_us": [round(sample, 4) for sample in run.samples_us],
+        "delivery": None if run.delivery is None else dataclasses.asdict(run.delivery),
+        "client_dropped": run.client_dropped,
+        "flush_drained": run.flush_drained,
+        "log_warnings": run.log_warnings[:20],
+        "log_warning_count": len(run.log_warnings),
+        "error": run.error,
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def write_results(
+    table: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunResult],
+    meta: Mapping[str, Any],
+    failures: Sequence[str],
+    extra_json: Path | None = None,
+) -> list[Path]:
+    """Write ``results/latest.json`` and ``results/latest.md`` (and ``extra_json``)."""
+    document = {
+        **meta,
+        "ok": not failures,
+        "failures": list(failures),
+        "rows": [dict(entry) for entry in table],
+        "runs": [_run_json(run) for run in runs],
+    }
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    written = []
+    for path in (RESULTS_DIR / "latest.json", extra_json):
+        if path is not None:
+            _write_atomic(path, text)
+            written.append(path)
+    markdown = RESULTS_DIR / "latest.md"
+    _write_atomic(markdown, render_markdown(table, meta, failures))
+    written.append(markdown)
+    return written
+
+
+def generated_at() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

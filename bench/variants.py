@@ -1,0 +1,156 @@
+"""One small adapter per library under test, so a benchmark is written once for all of them.
+
+A :class:`Variant` builds a client pointed at a capture endpoint, captures, flushes and shuts it
+down. Both libraries are configured with their default delivery settings, except
+``max_queue_size`` (large enough that nothing is dropped) and gzip, which is on for both.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+import inspect
+from collections.abc import Mapping
+from typing import Any, Callable
+
+__all__ = [
+    "DISTINCT_ID",
+    "EVENT_NAME",
+    "MAX_QUEUE_SIZE",
+    "CaptureFn",
+    "OfficialVariant",
+    "OursVariant",
+    "Variant",
+    "available_variants",
+]
+
+MAX_QUEUE_SIZE = 200_000
+EVENT_NAME = "bench event"
+DISTINCT_ID = "user-1"
+
+# A library's own bound ``capture`` method, called as ``fn(event, distinct_id=..., properties=...)``
+# (the calling convention both libraries share). Hot loops call it directly, so the adapter adds
+# no call layer of its own to what is measured.
+CaptureFn = Callable[..., Any]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Variant(abc.ABC):
+    """Adapter interface; ``name`` is the short key used in results (``ours``, ``official``)."""
+
+    name = ""
+    label = ""
+    logger_name = ""
+
+    @abc.abstractmethod
+    def make_client(self, url: str, api_key: str) -> Any: ...
+
+    def capture(self, client: Any, properties: Mapping[str, Any] | None) -> None:
+        """Capture one benchmark event (convenience; hot loops use :meth:`bind_capture`)."""
+        self.bind_capture(client)(EVENT_NAME, distinct_id=DISTINCT_ID, properties=properties)
+
+    def bind_capture(self, client: Any) -> CaptureFn:
+        """The client's bound capture method (see :data:`CaptureFn`)."""
+        method: CaptureFn = client.capture
+        return method
+
+    @abc.abstractmethod
+    def flush(self, client: Any, timeout: float) -> bool | None:
+        """Send what is queued and wait; True/False when the library says whether it drained."""
+
+    @abc.abstractmethod
+    def shutdown(self, client: Any, timeout: float) -> None: ...
+
+    def dropped(self, client: Any) -> int | None:
+        """Events the client itself reports as dropped, when it keeps such a count."""
+        return None
+
+
+class OursVariant(Variant):
+    """posthog_integrations.Client."""
+
+    name = "ours"
+    logger_name = "posthog_integrations"
+
+    def __init__(self) -> None:
+        from posthog_integrations import Client, __version__
+
+        self._client_class = Client
+        self.label = f"posthog-integrations {__version__}"
+
+    def make_client(self, url: str, api_key: str) -> Any:
+        client = self._client_class(api_key, host=url, max_queue_size=MAX_QUEUE_SIZE, gzip=True)
+        if not client.options.gzip or client.options.sync_mode or not client.options.send:
+            raise RuntimeError(f"unexpected client options: {client.options!r}")
+        return client
+
+    def flush(self, client: Any, timeout: float) -> bool | None:
+        return bool(client.flush(timeout=timeout))
+
+    def shutdown(self, client: Any, timeout: float) -> None:
+        client.shutdown(timeout=timeout)
+
+    def dropped(self, client: Any) -> int | None:
+        return int(client.stats().dropped)
+
+
+class OfficialVariant(Variant):
+    """posthog.Posthog, the official client (7.x)."""
+
+    name = "official"
+    logger_name = "posthog"
+
+    def __init__(self) -> None:
+        from posthog import Posthog
+
+        self._client_class = Posthog
+        self.label = f"posthog {_version('posthog')}"
+        parameters = inspect.signature(Posthog.__init__).parameters
+        for option in ("host", "gzip", "max_queue_size"):
+            if option not in parameters:
+                raise RuntimeError(f"posthog.Posthog takes no {option!r} option")
+        capture_parameters = inspect.signature(Posthog.capture).parameters
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in capture_parameters.values())
+        if not takes_kwargs and "distinct_id" not in capture_parameters:
+            raise RuntimeError("posthog.Posthog.capture takes no distinct_id")
+        flush_parameters = inspect.signature(Posthog.flush).parameters
+        self._flush_timeout_arg = next(
+            (n for n in ("timeout_seconds", "timeout") if n in flush_parameters), None
+        )
+
+    def make_client(self, url: str, api_key: str) -> Any:
+        # No personal API key: no feature-flag definitions are polled, so nothing leaves the
+        # machine. Everything else but the queue size and gzip keeps its default.
+        return self._client_class(
+            api_key, host=url, gzip=True, max_queue_size=MAX_QUEUE_SIZE, personal_api_key=None
+        )
+
+    def flush(self, client: Any, timeout: float) -> bool | None:
+        if self._flush_timeout_arg is None:
+            client.flush()
+        else:
+            client.flush(**{self._flush_timeout_arg: timeout})
+        return None  # the official flush does not say whether it drained
+
+    def shutdown(self, client: Any, timeout: float) -> None:
+        client.shutdown()
+
+
+def available_variants() -> tuple[list[Variant], dict[str, str]]:
+    """The variants that can run here, and why the others cannot (name -> reason)."""
+    variants: list[Variant] = []
+    missing: dict[str, str] = {}
+    for factory in (OursVariant, OfficialVariant):
+        try:
+            variants.append(factory())
+        except ImportError as exc:
+            missing[factory.name] = f"not installed ({exc})"
+        except Exception as exc:
+            missing[factory.name] = f"unusable: {exc!r}"
+    return variants, missing
