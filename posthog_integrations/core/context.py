@@ -1,0 +1,198 @@
+"""The context engine: who, which session and which tags ride on every event captured inside.
+
+A scope is an immutable value in one ``ContextVar``. Entering a context installs a child scope
+that starts from its parent's values (or from nothing when ``fresh``); every setter installs a
+new scope instead of changing the current one; leaving resets the variable by token. So an
+``asyncio`` task or a copied context that tags never changes its parent, threads never share
+state, and reading the state at capture time is one lookup, never a walk up a chain.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Callable, Final, Optional, Protocol, TypeVar, cast
+
+logger = logging.getLogger("posthog_integrations")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_NO_TAGS: Mapping[str, Any] = {}
+
+
+class ExceptionCapturer(Protocol):
+    """What a context needs of a client to report an exception escaping it."""
+
+    def _capture_escaped(self, error: BaseException, source: str | None) -> str | None: ...
+
+
+# The state of one context: (distinct_id, session_id, tags, client). A plain tuple, never
+# mutated, and its tags dict is never changed after the scope is installed. Plain tuples rather
+# than a NamedTuple because every setter builds one: this halves the cost of a request's context.
+Scope = tuple[Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer]]
+DISTINCT_ID: Final = 0
+SESSION_ID: Final = 1
+TAGS: Final = 2
+CLIENT: Final = 3
+
+_current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "posthog_integrations.scope", default=None
+)
+current_scope = _current.get
+_install = _current.set
+_default_client: Callable[[], ExceptionCapturer] | None = None
+
+
+def use_default_client(getter: Callable[[], ExceptionCapturer]) -> None:
+    """Tell the engine where exceptions go from contexts bound to no client."""
+    global _default_client
+    _default_client = getter
+
+
+class new_context:  # lower case: used like a function, as contextlib.suppress is
+    """Open a context: ``with new_context(): tag("plan", "pro"); capture(...)``.
+
+    The child inherits its parent's distinct id, session and tags unless ``fresh``. With
+    ``client``, module-level calls inside go to that client. An exception escaping the block is
+    captured once (``handled: false``) when ``capture_exceptions``, then re-raised unchanged.
+    """
+
+    __slots__ = ("_capture_exceptions", "_client", "_exception_source", "_fresh", "_token")
+
+    def __init__(
+        self,
+        *,
+        fresh: bool = False,
+        capture_exceptions: bool = True,
+        client: ExceptionCapturer | None = None,
+        exception_source: str | None = None,
+    ) -> None:
+        self._fresh = fresh
+        self._capture_exceptions = capture_exceptions
+        self._client = client
+        self._exception_source = exception_source
+
+    def __enter__(self) -> new_context:
+        parent = current_scope()
+        if parent is None:
+            self._token = _install((None, None, _NO_TAGS, self._client))
+        elif self._fresh:
+            self._token = _install((None, None, _NO_TAGS, self._client or parent[3]))
+        else:
+            self._token = _install((parent[0], parent[1], parent[2], self._client or parent[3]))
+        return self
+
+    def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
+        if error is not None and self._capture_exceptions and isinstance(error, Exception):
+            self._report(error)  # before the reset, so the event carries this context's state
+        try:
+            _current.reset(self._token)
+        except (ValueError, RuntimeError):  # left in another context than it was entered in
+            logger.debug("a context was exited outside the context it was entered in")
+
+    def _report(self, error: BaseException) -> None:
+        scope = current_scope()
+        client = scope[CLIENT] if scope is not None else None
+        if client is None and _default_client is not None:
+            client = _default_client()
+        if client is not None:
+            client._capture_escaped(error, self._exception_source)
+
+
+def scoped(
+    *,
+    fresh: bool = False,
+    capture_exceptions: bool = True,
+    client: ExceptionCapturer | None = None,
+) -> Callable[[F], F]:
+    """Run every call of the decorated function, sync or ``async def``, in a new context.
+
+    For coroutine functions the context wraps the execution of the body, not the creation of
+    the coroutine.
+    """
+
+    def decorate(function: F) -> F:
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            raise TypeError(
+                f"@scoped cannot wrap the generator {function.__qualname__}: its context would "
+                "leak into the consumer between items. Use `with new_context():` in the body."
+            )
+        options = {"fresh": fresh, "capture_exceptions": capture_exceptions, "client": client}
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with new_context(**options):  # type: ignore[arg-type]
+                    return await function(*args, **kwargs)
+
+            return cast(F, run_async)
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with new_context(**options):  # type: ignore[arg-type]
+                return function(*args, **kwargs)
+
+        return cast(F, run)
+
+    return decorate
+
+
+def tag(name: str, value: Any) -> None:
+    """Add a property to every event captured in the current context (and its children)."""
+    scope = current_scope()
+    if scope is None:
+        logger.debug("tag(%r) outside any context does nothing", name)
+        return
+    tags = dict(scope[2])
+    tags[name] = value
+    _install((scope[0], scope[1], tags, scope[3]))
+
+
+def identify_context(distinct_id: Any) -> None:
+    """Attribute events captured in the current context to ``distinct_id``."""
+    scope = current_scope()
+    if scope is None:
+        logger.debug("identify_context() outside any context does nothing")
+        return
+    if type(distinct_id) is not str:
+        distinct_id = None if distinct_id is None else str(distinct_id)
+    _install((distinct_id or None, scope[1], scope[2], scope[3]))
+
+
+def set_context_session(session_id: Any) -> None:
+    """Set ``$session_id`` for events captured in the current context."""
+    scope = current_scope()
+    if scope is None:
+        logger.debug("set_context_session() outside any context does nothing")
+        return
+    if type(session_id) is not str:
+        session_id = None if session_id is None else str(session_id)
+    _install((scope[0], session_id or None, scope[2], scope[3]))
+
+
+def get_tags() -> dict[str, Any]:
+    """A copy of the current context's tags."""
+    scope = current_scope()
+    return {} if scope is None else dict(scope[TAGS])
+
+
+def get_context_distinct_id() -> str | None:
+    scope = current_scope()
+    return None if scope is None else scope[DISTINCT_ID]
+
+
+def get_context_session_id() -> str | None:
+    scope = current_scope()
+    return None if scope is None else scope[SESSION_ID]
+
+
+def _reset_after_fork() -> None:
+    """A forked child starts outside every context of its parent."""
+    _current.set(None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
