@@ -18,16 +18,31 @@ import sys
 import threading
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from ._version import VERSION
 from .core import APIError, Client, ClientOptions, ClientStats, ConfigurationError, Posthog
+from .core.context import (
+    CLIENT,
+    current_scope,
+    get_context_distinct_id,
+    get_context_session_id,
+    get_tags,
+    identify_context,
+    new_context,
+    scoped,
+    set_context_session,
+    tag,
+    use_default_client,
+)
 
 __version__ = VERSION
 __all__ = [
     "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "Posthog",
-    "alias", "api_key", "capture", "configure", "debug", "disabled", "flush", "get_client",
-    "group_identify", "host", "set", "set_once", "shutdown", "sync_mode",
+    "alias", "api_key", "capture", "capture_exception", "configure", "debug", "disabled", "flush",
+    "get_client", "get_context_distinct_id", "get_context_session_id", "get_tags",
+    "group_identify", "host", "identify_context", "new_context", "scoped", "set",
+    "set_context_session", "set_once", "shutdown", "sync_mode", "tag",
 ]
 
 api_key: str | None = None
@@ -44,6 +59,15 @@ _lock = threading.Lock()
 
 def get_client() -> Client:
     """The default client, built from the module settings on first use."""
+    client = _default_client
+    return client if client is not None else _build_default_client()
+
+
+def _routed_client() -> Client:
+    """The client bound to the current context, else the default client."""
+    scope = current_scope()
+    if scope is not None and scope[CLIENT] is not None:
+        return cast(Client, scope[CLIENT])
     client = _default_client
     return client if client is not None else _build_default_client()
 
@@ -72,7 +96,7 @@ def capture(
     disable_geoip: bool | None = None,
 ) -> str | None:
     """Capture ``event``; return its uuid, or None when it was not accepted."""
-    return get_client().capture(
+    return _routed_client().capture(
         event, distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid,
         groups=groups, disable_geoip=disable_geoip,
     )
@@ -81,7 +105,7 @@ def capture(
 def set(*, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
         timestamp: Any = None, uuid: Any = None) -> str | None:
     """Set person properties (``$set``)."""
-    return get_client().set(
+    return _routed_client().set(
         distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid
     )
 
@@ -89,7 +113,7 @@ def set(*, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
 def set_once(*, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
              timestamp: Any = None, uuid: Any = None) -> str | None:
     """Set person properties that are not set yet (``$set_once``)."""
-    return get_client().set_once(
+    return _routed_client().set_once(
         distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid
     )
 
@@ -97,16 +121,23 @@ def set_once(*, distinct_id: Any = None, properties: Mapping[str, Any] | None = 
 def alias(previous_id: Any, distinct_id: Any, *, timestamp: Any = None,
           uuid: Any = None) -> str | None:
     """Link ``previous_id`` to ``distinct_id``."""
-    return get_client().alias(previous_id, distinct_id, timestamp=timestamp, uuid=uuid)
+    return _routed_client().alias(previous_id, distinct_id, timestamp=timestamp, uuid=uuid)
 
 
 def group_identify(group_type: str, group_key: Any, properties: Mapping[str, Any] | None = None,
                    *, distinct_id: Any = None, timestamp: Any = None,
                    uuid: Any = None) -> str | None:
     """Set properties of a group."""
-    return get_client().group_identify(
+    return _routed_client().group_identify(
         group_type, group_key, properties, distinct_id=distinct_id, timestamp=timestamp, uuid=uuid
     )
+
+
+def capture_exception(exc: BaseException | tuple[Any, Any, Any] | None = None, *,
+                      distinct_id: Any = None,
+                      properties: Mapping[str, Any] | None = None) -> str | None:
+    """Capture ``exc`` (default: the exception being handled) as ``$exception``."""
+    return _routed_client().capture_exception(exc, distinct_id=distinct_id, properties=properties)
 
 
 def flush(timeout: float = 10.0) -> bool:
@@ -151,3 +182,4 @@ class _SettingsModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _SettingsModule
+use_default_client(get_client)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
+import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable, Optional, TypeVar, Union
 
+from . import context as _context
+from .context import DISTINCT_ID, current_scope
 from .events import EventDefaults, build_event
+from .exceptions import InAppRules, captured_uuid, exception_list, mark_captured, traceback_here
+from .hooks import ExceptHooks
 from .options import ClientOptions
 from .sender import Sender
 from .stats import ClientStats, Counters
@@ -15,6 +22,8 @@ from .stats import ClientStats, Counters
 logger = logging.getLogger("posthog_integrations")
 
 Event = dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+ExceptionInput = Optional[Union[BaseException, tuple[Any, Any, Any]]]
 QUEUE_FULL_WARNING_INTERVAL = 10.0
 _missing_key_warned = False
 
@@ -34,10 +43,19 @@ class Client:
         self._closed = False
         self._next_queue_full_warning = 0.0
         self._sender = Sender(self.options, self._counters)
+        self._in_app = InAppRules(
+            os.path.abspath(self.options.project_root or os.getcwd()),
+            self.options.in_app_include,
+            self.options.in_app_exclude,
+        )
+        self._hooks: ExceptHooks | None = None
         if self.options.debug:
             _enable_debug_logging()
         if not self.options.api_key and not self.options.disabled:
             _warn_missing_key()
+        if self.options.enable_exception_autocapture and not self._disabled:
+            self._hooks = ExceptHooks(self._capture_uncaught)
+            self._hooks.install()
 
     def __repr__(self) -> str:
         state = "disabled" if self._disabled else "closed" if self._closed else "active"
@@ -66,7 +84,8 @@ class Client:
                 return self._reject(f"event name must be a non-empty string, got {event!r}")
             return self._enqueue(build_event(
                 event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
-                timestamp=timestamp, uuid=uuid, groups=groups, disable_geoip=disable_geoip,
+                context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
+                disable_geoip=disable_geoip,
             ))
         except Exception:
             logger.exception("capture(%r) failed", event)
@@ -92,6 +111,7 @@ class Client:
                 return self._reject("alias needs both previous_id and distinct_id")
             return self._enqueue(build_event(
                 "$create_alias", distinct_id=previous_id, defaults=self._defaults,
+                context=current_scope(),
                 properties={"distinct_id": str(previous_id), "alias": str(distinct_id)},
                 timestamp=timestamp, uuid=uuid,
             ))
@@ -115,12 +135,53 @@ class Client:
             }
             return self._enqueue(build_event(
                 "$groupidentify", distinct_id=distinct_id or f"${group_type}_{group_key}",
-                properties=group_properties, defaults=self._defaults,
+                properties=group_properties, defaults=self._defaults, context=current_scope(),
                 timestamp=timestamp, uuid=uuid,
             ))
         except Exception:
             logger.exception("group_identify() failed")
             return None
+
+    def capture_exception(self, exc: ExceptionInput = None, *, distinct_id: Any = None,
+                          properties: Mapping[str, Any] | None = None) -> str | None:
+        """Capture ``exc`` (default: the exception being handled) as ``$exception``.
+
+        Returns the event uuid, or None when there is nothing to capture, it was already
+        captured, or it was not accepted.
+        """
+        if self._disabled:
+            return None
+        try:
+            error = exc[1] if isinstance(exc, tuple) else exc
+            if error is None:
+                error = sys.exc_info()[1]
+            if not isinstance(error, BaseException):
+                logger.warning("capture_exception() found no exception to capture")
+                return None
+            return self._capture_error(error, mechanism="generic", handled=True, source=None,
+                                       level="error", distinct_id=distinct_id,
+                                       properties=properties)
+        except Exception:
+            logger.exception("capture_exception() failed")
+            return None
+
+    def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
+                    exception_source: str | None = None) -> _context.new_context:
+        """A context bound to this client (see :func:`posthog_integrations.new_context`)."""
+        return _context.new_context(fresh=fresh, capture_exceptions=capture_exceptions,
+                                    client=self, exception_source=exception_source)
+
+    def scoped(self, *, fresh: bool = False,
+               capture_exceptions: bool = True) -> Callable[[F], F]:
+        """Decorate a function to run in a context bound to this client."""
+        return _context.scoped(fresh=fresh, capture_exceptions=capture_exceptions, client=self)
+
+    tag = staticmethod(_context.tag)
+    identify_context = staticmethod(_context.identify_context)
+    set_context_session = staticmethod(_context.set_context_session)
+    get_tags = staticmethod(_context.get_tags)
+    get_context_distinct_id = staticmethod(_context.get_context_distinct_id)
+    get_context_session_id = staticmethod(_context.get_context_session_id)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send everything queued now; block until delivered or ``timeout`` seconds pass."""
@@ -135,6 +196,9 @@ class Client:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Flush and stop. Idempotent and bounded by ``timeout``; later captures are refused."""
         self._closed = True
+        if self._hooks is not None:
+            self._hooks.uninstall()
+            self._hooks = None
         if self._disabled:
             return True
         try:
@@ -147,17 +211,66 @@ class Client:
         """Counters: accepted, queued, sent, retried, failed batches, dropped by reason."""
         return self._counters.snapshot(queued=self._sender.pending)
 
+    def _capture_escaped(self, error: BaseException, source: str | None) -> str | None:
+        """Report an exception escaping a context or a request (``handled: false``)."""
+        if self._disabled:
+            return None
+        try:
+            return self._capture_error(error, mechanism="middleware", handled=False,
+                                       source=source, level="error")
+        except Exception:
+            logger.exception("capturing an escaping exception failed")
+            return None
+
+    def _capture_uncaught(self, error: BaseException, source: str, level: str) -> None:
+        try:
+            self._capture_error(error, mechanism="generic", handled=False, source=source,
+                                level=level)
+        except Exception:
+            logger.exception("capturing an uncaught exception failed")
+
+    def _capture_error(self, error: BaseException, *, mechanism: str, handled: bool,
+                       source: str | None, level: str, distinct_id: Any = None,
+                       properties: Mapping[str, Any] | None = None) -> str | None:
+        if captured_uuid(error) is not None:
+            logger.debug("%s was already captured", type(error).__name__)
+            return None
+        synthetic: types.TracebackType | None = None
+        if error.__traceback__ is None:
+            synthetic = traceback_here(skip=2)
+        entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
+                                 handled=handled, synthetic_traceback=synthetic)
+        exception_properties: dict[str, Any] = {
+            "$exception_list": entries,
+            "$exception_level": level,
+            "$exception_type": entries[0]["type"],
+            "$exception_message": entries[0]["value"],
+        }
+        if source:
+            exception_properties["$exception_source"] = source
+        caller = properties if isinstance(properties, Mapping) else {}
+        uuid = self._enqueue(build_event(
+            "$exception", distinct_id=distinct_id,
+            properties={**caller, **exception_properties},
+            defaults=self._defaults, context=current_scope(),
+        ))
+        if uuid is not None:
+            mark_captured(error, uuid)
+        return uuid
+
     def _person_update(self, kind: str, distinct_id: Any, properties: Mapping[str, Any] | None,
                        timestamp: Any, uuid: Any) -> str | None:
         if self._disabled:
             return None
         try:
-            if not distinct_id or not properties:
+            scope = current_scope()
+            person = distinct_id or (scope[DISTINCT_ID] if scope is not None else None)
+            if not person or not properties:
                 logger.debug("%s without a distinct id or properties does nothing", kind)
                 return None
             return self._enqueue(build_event(
-                kind, distinct_id=distinct_id, properties=None, defaults=self._defaults,
-                timestamp=timestamp, uuid=uuid, top_level={kind: dict(properties)},
+                kind, distinct_id=person, properties=None, defaults=self._defaults,
+                context=scope, timestamp=timestamp, uuid=uuid, top_level={kind: dict(properties)},
             ))
         except Exception:
             logger.exception("%s failed", kind)

@@ -12,10 +12,11 @@ import random
 import time
 import uuid as uuid_module
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from posthog_integrations._version import VERSION
 
+from .context import DISTINCT_ID, SESSION_ID, TAGS, Scope
 from .serialization import is_plain, make_json_safe
 
 logger = logging.getLogger("posthog_integrations")
@@ -27,17 +28,6 @@ _UTC = datetime.timezone.utc
 # itself in a forked child. This is four times cheaper than building a uuid.UUID per event.
 _random_bits = random.getrandbits
 _second_prefix: tuple[int, str] = (-1, "")
-
-
-class ContextState(NamedTuple):
-    """What the active context contributes to an event."""
-
-    distinct_id: str | None
-    session_id: str | None
-    tags: Mapping[str, Any]
-
-
-NO_CONTEXT = ContextState(None, None, {})
 
 
 class EventDefaults:
@@ -126,7 +116,7 @@ def build_event(
     distinct_id: Any,
     properties: Mapping[str, Any] | None,
     defaults: EventDefaults,
-    context: ContextState = NO_CONTEXT,
+    context: Scope | None = None,
     timestamp: Any = None,
     uuid: Any = None,
     groups: Mapping[str, Any] | None = None,
@@ -134,15 +124,18 @@ def build_event(
     top_level: Mapping[str, Any] | None = None,
 ) -> Event:
     """Assemble one event. Explicit arguments win over the context, the context over defaults."""
-    person = (
-        distinct_id if type(distinct_id) is str else normalize_distinct_id(distinct_id)
-    ) or context.distinct_id
-    merged = {**defaults.super_properties, **context.tags, **_mapping(properties, "properties")}
-    if person is None:
+    person = distinct_id if type(distinct_id) is str else normalize_distinct_id(distinct_id)
+    if context is None:
+        merged = {**defaults.super_properties, **_mapping(properties, "properties")}
+    else:
+        person = person or context[DISTINCT_ID]
+        caller = _mapping(properties, "properties")
+        merged = {**defaults.super_properties, **context[TAGS], **caller}
+        if context[SESSION_ID] is not None:
+            merged.setdefault("$session_id", context[SESSION_ID])
+    if not person:
         person = uuid7()
         merged.setdefault("$process_person_profile", False)
-    if context.session_id is not None:
-        merged.setdefault("$session_id", context.session_id)
     if groups:
         merged["$groups"] = dict(groups)
     merged.update(defaults.lib(disable_geoip))
