@@ -250,9 +250,9 @@ class Client:
             exception_properties["$exception_source"] = source
         caller = properties if isinstance(properties, Mapping) else {}
         uuid = self._enqueue(build_event(
-            "$exception", distinct_id=distinct_id,
-            properties={**caller, **exception_properties},
-            defaults=self._defaults, context=current_scope(),
+            "$exception", distinct_id=distinct_id, properties=caller,
+            library_properties=exception_properties, defaults=self._defaults,
+            context=current_scope(),
         ))
         if uuid is not None:
             mark_captured(error, uuid)

@@ -122,8 +122,13 @@ def build_event(
     groups: Mapping[str, Any] | None = None,
     disable_geoip: bool | None = None,
     top_level: Mapping[str, Any] | None = None,
+    library_properties: Mapping[str, Any] | None = None,
 ) -> Event:
-    """Assemble one event. Explicit arguments win over the context, the context over defaults."""
+    """Assemble one event. Explicit arguments win over the context, the context over defaults.
+
+    ``library_properties`` are built by this library from JSON types only; they win over the
+    caller's properties and skip the JSON-safety walk that caller values get.
+    """
     person = distinct_id if type(distinct_id) is str else normalize_distinct_id(distinct_id)
     if context is None:
         merged = {**defaults.super_properties, **_mapping(properties, "properties")}
@@ -141,6 +146,8 @@ def build_event(
     merged.update(defaults.lib(disable_geoip))
     if not is_plain(merged):
         merged = make_json_safe(merged)
+    if library_properties:
+        merged.update(library_properties)
     event: Event = {
         "event": name,
         "distinct_id": person,

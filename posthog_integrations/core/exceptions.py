@@ -195,8 +195,8 @@ def _hidden(frame: types.FrameType) -> bool:
 
 def _clip(line: str) -> str:
     line = line.rstrip("\r\n")
-    if len(line.encode("utf-8", "replace")) <= MAX_LINE_BYTES:
-        return line
+    if len(line) <= MAX_LINE_BYTES // 4 or len(line.encode("utf-8", "replace")) <= MAX_LINE_BYTES:
+        return line  # the first test is enough for ordinary lines: UTF-8 is at most 4 bytes a char
     return line.encode("utf-8", "replace")[: MAX_LINE_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
