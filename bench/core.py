@@ -80,6 +80,7 @@ class RunResult:
     flush_drained: bool | None = None
     log_warnings: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
+    sends_events: bool = True  # False for benchmarks that never talk to the endpoint
 
     @property
     def problems(self) -> list[str]:
@@ -88,7 +89,7 @@ class RunResult:
         if self.error is not None:
             found.append(self.error)
         if self.delivery is None:
-            if self.error is None:
+            if self.error is None and self.sends_events:
                 found.append("no delivery check")
         elif not self.delivery.complete:
             found.append(f"lost events: {self.delivery.describe()}")
@@ -210,14 +211,7 @@ def _capture_cost(properties: Mapping[str, Any] | None) -> Callable[
             # Deliver the backlog before shutdown (not timed): shutdown timeouts differ.
             result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
             result.samples_us = samples
-            result.metrics = {
-                "median_us": statistics.median(samples),
-                "p10_us": percentile(samples, 0.10),
-                "p90_us": percentile(samples, 0.90),
-                "q1_us": percentile(samples, 0.25),
-                "q3_us": percentile(samples, 0.75),
-                "samples": float(len(samples)),
-            }
+            result.metrics = _samples_metrics(samples)
             return captured
 
         _run_with_client(variant, endpoint, result, body)
@@ -252,7 +246,78 @@ def _delivery(variant: Variant, endpoint: Endpoint, settings: Settings, result: 
     _run_with_client(variant, endpoint, result, body)
 
 
+def _samples_metrics(samples: list[float]) -> dict[str, float]:
+    return {
+        "median_us": statistics.median(samples),
+        "p10_us": percentile(samples, 0.10),
+        "p90_us": percentile(samples, 0.90),
+        "q1_us": percentile(samples, 0.25),
+        "q3_us": percentile(samples, 0.75),
+        "samples": float(len(samples)),
+    }
+
+
+def _context(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult) -> None:
+    """new_context() + 5 tags + identify + session, enter to exit; no client involved."""
+    result.sends_events = False
+    block = variant.context_block()
+    calls = range(settings.block)
+    clock = time.perf_counter_ns
+    for _ in range(settings.warmup_blocks * settings.block):
+        block()
+    samples: list[float] = []
+    for _ in range(settings.samples):
+        start = clock()
+        for _ in calls:
+            block()
+        samples.append((clock() - start) / settings.block / 1000.0)
+    result.samples_us = samples
+    result.metrics = _samples_metrics(samples)
+
+
+def _chained_error() -> BaseException:
+    orders: dict[str, int] = {}
+    try:
+        try:
+            try:
+                orders["order"]
+            except KeyError as missing:
+                raise ValueError("invalid order") from missing
+        except ValueError as invalid:
+            raise RuntimeError("checkout failed") from invalid
+    except RuntimeError as error:
+        return error
+    raise AssertionError("unreachable")
+
+
+def _capture_exception(
+    variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult
+) -> None:
+    """capture_exception() of a fresh 3-deep chained exception (raising it is not timed)."""
+
+    def body(client: Any) -> int:
+        clock = time.perf_counter_ns
+        count = settings.samples
+        for _ in range(settings.warmup_blocks):
+            variant.capture_exception(client, _chained_error())
+        samples: list[float] = []
+        for _ in range(count):
+            error = _chained_error()
+            start = clock()
+            variant.capture_exception(client, error)
+            samples.append((clock() - start) / 1000.0)
+        result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
+        result.samples_us = samples
+        result.metrics = _samples_metrics(samples)
+        return settings.warmup_blocks + count
+
+    _run_with_client(variant, endpoint, result, body)
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("context", "context", "context: enter, 5 tags, identify, session", _context),
+    Benchmark("capture_exception", "exception", "capture_exception(), 3-deep chain",
+              _capture_exception),
     Benchmark("capture_0", "capture", "capture(), 0 properties", _capture_cost(None)),
     Benchmark("capture_10", "capture", "capture(), 10 properties", _capture_cost(TEN_PROPERTIES)),
     Benchmark("delivery", "delivery", "delivery of gzip batches, 10 properties", _delivery),

@@ -56,6 +56,11 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
     keys = {benchmark.key for benchmark in benchmarks}
     events = f"{settings.delivery_events:,}"
     rows = [
+        Row("context", "median_us", "context: enter + 5 tags + identify + session [µs]",
+            True, 1.0, "official ≈ 3.2", "samples", 2),
+        Row("capture_exception", "median_us",
+            "capture_exception(), 3-deep chain [µs/call; median (p10-p90)]",
+            True, 60.0, "official ≈ 274", "samples", 1),
         Row("capture_0", "median_us", "capture(), 0 props [µs/call; median (p10-p90)]",
             True, 6.0, "official ≈ 59", "samples", 2),
         Row("capture_10", "median_us", "capture(), 10 props [µs/call; median (p10-p90)]",

@@ -71,6 +71,13 @@ class Variant(abc.ABC):
         """Events the client itself reports as dropped, when it keeps such a count."""
         return None
 
+    @abc.abstractmethod
+    def context_block(self) -> Callable[[], None]:
+        """One request's worth of context work: enter, 5 tags, identify, session, exit."""
+
+    def capture_exception(self, client: Any, error: BaseException) -> None:
+        client.capture_exception(error)
+
 
 class OursVariant(Variant):
     """posthog_integrations.Client."""
@@ -98,6 +105,16 @@ class OursVariant(Variant):
 
     def dropped(self, client: Any) -> int | None:
         return int(client.stats().dropped)
+
+    def context_block(self) -> Callable[[], None]:
+        from posthog_integrations import (
+            identify_context,
+            new_context,
+            set_context_session,
+            tag,
+        )
+
+        return _context_block(new_context, tag, identify_context, set_context_session)
 
 
 class OfficialVariant(Variant):
@@ -140,6 +157,29 @@ class OfficialVariant(Variant):
 
     def shutdown(self, client: Any, timeout: float) -> None:
         client.shutdown()
+
+    def context_block(self) -> Callable[[], None]:
+        import posthog
+
+        return _context_block(
+            posthog.new_context, posthog.tag, posthog.identify_context, posthog.set_context_session
+        )
+
+
+def _context_block(new_context: Callable[[], Any], tag: Callable[[str, Any], None],
+                   identify: Callable[[str], None],
+                   session: Callable[[str], None]) -> Callable[[], None]:
+    def block() -> None:
+        with new_context():
+            tag("plan", "pro")
+            tag("region", "eu")
+            tag("route", "/checkout")
+            tag("method", "POST")
+            tag("tenant", 42)
+            identify("user-1")
+            session("session-1")
+
+    return block
 
 
 def available_variants() -> tuple[list[Variant], dict[str, str]]:
