@@ -29,7 +29,7 @@ class _Handler(WSGIRequestHandler):
     """werkzeug's handler without per-request log lines."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
+        """Print nothing: the sink echoes events, not requests."""
 
     def connection_dropped(
         self, error: BaseException, environ: dict[str, Any] | None = None
