@@ -10,9 +10,31 @@ import time
 from typing import Any
 
 from .core import Client
+from .core.context import identify_context, set_context_session, tag
 from .sink import LocalSink
 
 DEMO_KEY = "phc_local_demo"
+
+
+def _checkout(order: dict[str, Any]) -> None:
+    try:
+        order["card"]
+    except KeyError as missing:
+        raise ValueError("payment details missing") from missing
+
+
+def _send_request_events(client: Client) -> list[str | None]:
+    """What a web adapter does per request: one context carrying identity, session and tags."""
+    with client.new_context():
+        identify_context("user-42")
+        set_context_session("session-7")
+        tag("route", "/checkout")
+        sent = [client.capture("checkout started", properties={"items": 2})]
+        try:
+            _checkout({})
+        except ValueError:
+            sent.append(client.capture_exception())
+    return sent
 
 
 def _send_demo_events(client: Client) -> list[str | None]:
@@ -35,7 +57,11 @@ def _send_demo_events(client: Client) -> list[str | None]:
 
 def _row(event: dict[str, Any]) -> str:
     properties = event.get("properties", {})
-    shown = {k: v for k, v in properties.items() if not k.startswith("$lib")}
+    if "$exception_list" in properties:
+        chain = " <- ".join(e["type"] for e in properties["$exception_list"])
+        properties = {"chain": chain, **{k: v for k, v in properties.items()
+                                         if k in ("$session_id", "route")}}
+    shown = {k: v for k, v in properties.items() if not k.startswith(("$lib", "$geoip"))}
     detail = ", ".join(f"{k}={v!r}" for k, v in list(shown.items())[:4])
     return f"  {event['event']:<17} {event['distinct_id'][:24]:<25} {detail}"
 
@@ -47,7 +73,8 @@ def run() -> int:
         print(f"  local capture endpoint: {sink.url}")
         client = Client(DEMO_KEY, host=sink.url, flush_interval=0.2)
         started = time.perf_counter()
-        uuids = [uuid for uuid in _send_demo_events(client) if uuid is not None]
+        sent = _send_demo_events(client) + _send_request_events(client)
+        uuids = [uuid for uuid in sent if uuid is not None]
         delivered = client.flush(timeout=10)
         elapsed_ms = (time.perf_counter() - started) * 1000
         client.shutdown()
