@@ -32,15 +32,13 @@ class EventQueue:
         return True
 
     def take(self, limit: int) -> list[Event]:
-        """Remove and return up to ``limit`` events, oldest first."""
-        items = self._items
-        batch: list[Event] = []
-        try:
-            for _ in range(min(limit, len(items))):
-                batch.append(items.popleft())
-        except IndexError:  # another consumer emptied it first
-            pass
-        return batch
+        """Remove and return up to ``limit`` events, oldest first.
+
+        For one consumer at a time (the sender takes under its lock): producers only append,
+        so the events counted here are still there to pop.
+        """
+        popleft = self._items.popleft
+        return [popleft() for _ in range(min(limit, len(self._items)))]
 
     def clear(self) -> int:
         """Drop everything; return how many events were dropped."""

@@ -7,6 +7,7 @@ value and replace what cannot be sent with something safe, logging each bad type
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -100,10 +101,8 @@ def _safe_container(value: Any, active: set[int], depth: int) -> Any:
         return [_safe(item, active, depth) for item in list(value)]
     if isinstance(value, decimal.Decimal):
         return None if value.is_nan() else str(value)
-    try:
+    with contextlib.suppress(TypeError):  # a type _default does not know
         return _safe(_default(value), active, depth)
-    except TypeError:
-        pass
     model_dump = getattr(value, "model_dump", None)  # pydantic models
     if callable(model_dump):
         return _safe(model_dump(), active, depth)

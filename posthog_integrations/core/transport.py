@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import gzip as gzip_module
@@ -98,10 +99,8 @@ def parse_retry_after(value: str | None) -> float | None:
     """``Retry-After`` as seconds, from either delta-seconds or an HTTP date."""
     if not value:
         return None
-    try:
+    with contextlib.suppress(ValueError):  # not delta-seconds: try an HTTP date
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
