@@ -42,3 +42,9 @@ def make_client(sink: LocalSink) -> Iterator[ClientFactory]:
 @pytest.fixture(autouse=True)
 def _library_logs_propagate(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="posthog_integrations")
+
+
+def delivered(client: Client, sink: LocalSink, **filters: Any) -> list[dict[str, Any]]:
+    """Flush ``client`` and return what the endpoint stored (optionally filtered)."""
+    assert client.flush(timeout=5), "the client did not deliver its events in time"
+    return sink.events(**filters)

@@ -211,13 +211,14 @@ class Client:
         """Counters: accepted, queued, sent, retried, failed batches, dropped by reason."""
         return self._counters.snapshot(queued=self._sender.pending)
 
-    def _capture_escaped(self, error: BaseException, source: str | None) -> str | None:
+    def _capture_escaped(self, error: BaseException, source: str | None,
+                         properties: Mapping[str, Any] | None = None) -> str | None:
         """Report an exception escaping a context or a request (``handled: false``)."""
         if self._disabled:
             return None
         try:
             return self._capture_error(error, mechanism="middleware", handled=False,
-                                       source=source, level="error")
+                                       source=source, level="error", properties=properties)
         except Exception:
             logger.exception("capturing an escaping exception failed")
             return None

@@ -26,7 +26,10 @@ _NO_TAGS: Mapping[str, Any] = {}
 class ExceptionCapturer(Protocol):
     """What a context needs of a client to report an exception escaping it."""
 
-    def _capture_escaped(self, error: BaseException, source: str | None) -> str | None: ...
+    def _capture_escaped(
+        self, error: BaseException, source: str | None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str | None: ...
 
 
 # The state of one context: (distinct_id, session_id, tags, client). A plain tuple, never
@@ -88,10 +91,7 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
     def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
         if error is not None and self._capture_exceptions and isinstance(error, Exception):
             self._report(error)  # before the reset, so the event carries this context's state
-        try:
-            _current.reset(self._token)
-        except (ValueError, RuntimeError):  # left in another context than it was entered in
-            logger.debug("a context was exited outside the context it was entered in")
+        restore(self._token)
 
     def _report(self, error: BaseException) -> None:
         scope = current_scope()
@@ -138,6 +138,23 @@ def scoped(
         return cast(F, run)
 
     return decorate
+
+
+def activate(scope: Scope) -> contextvars.Token[Scope | None]:
+    """Install ``scope`` as the current state; undo with :func:`restore`.
+
+    For adapters that must re-enter a request's context from another frame, such as a WSGI
+    server iterating the response after the application returned.
+    """
+    return _install(scope)
+
+
+def restore(token: contextvars.Token[Scope | None]) -> None:
+    """Undo :func:`activate`, tolerating a token from another context (logged, not raised)."""
+    try:
+        _current.reset(token)
+    except (ValueError, RuntimeError):
+        logger.debug("a context was exited outside the context it was entered in")
 
 
 def tag(name: str, value: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
 DEFAULT_HOST = "https://us.i.posthog.com"
@@ -121,13 +121,17 @@ def _parse_env_bool(variable: str, raw: str) -> bool:
     raise ConfigurationError(f"{variable} must be one of 1/0, true/false, yes/no, on/off")
 
 
+def suggest(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known name, or an empty string."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _reject_unknown(source: Mapping[str, Any]) -> None:
     known = ClientOptions.names()
     for name in source:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"unknown PostHog option {name!r}{hint}")
+            raise ConfigurationError(f"unknown PostHog option {name!r}{suggest(name, known)}")
 
 
 def _validated(values: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +147,7 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
         out["max_retries"] = max(0, _int("max_retries", out["max_retries"], None))
     for name in ("flush_interval", "timeout", "retry_base_delay"):
         if name in out:
-            out[name] = _positive_float(name, out[name])
+            out[name] = positive_seconds(name, out[name])
     for name in ("on_error", "before_send"):
         if name in out and not callable(out[name]):
             raise ConfigurationError(f"{name} must be callable, got {out[name]!r}")
@@ -175,7 +179,7 @@ def _int(name: str, value: Any, minimum: int | None) -> int:
     return value
 
 
-def _positive_float(name: str, value: Any) -> float:
+def positive_seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
