@@ -1,0 +1,92 @@
+"""The client's IP address, derived only as far as the user trusts the proxies in front."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Union
+
+from posthog_integrations.core.options import ConfigurationError
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+TrustedProxies = Union[int, str, Iterable[str]]
+
+
+class ProxyTrust:
+    """Which hops of ``X-Forwarded-For`` to believe.
+
+    ``trusted_proxies`` is either a number of proxies in front of the app (``0``: none, use the
+    peer address; ``1``: one load balancer, use the address it saw), or proxy addresses and
+    networks (``"10.0.0.0/8"``, ``"127.0.0.1"``, ``"*"`` for any), as a list or a comma-separated
+    string. With networks, the forwarded chain is walked from the peer towards the client and
+    the first address that is not a trusted proxy is the client.
+    """
+
+    __slots__ = ("_hops", "_networks", "_trust_all")
+
+    def __init__(self, trusted_proxies: TrustedProxies) -> None:
+        self._hops: int | None = None
+        self._networks: tuple[Network, ...] = ()
+        self._trust_all = False
+        if isinstance(trusted_proxies, bool):
+            raise _invalid(trusted_proxies)
+        if isinstance(trusted_proxies, int):
+            if trusted_proxies < 0:
+                raise _invalid(trusted_proxies)
+            self._hops = trusted_proxies
+            return
+        entries = trusted_proxies.split(",") if isinstance(trusted_proxies, str) else None
+        try:
+            entries = [str(entry).strip() for entry in entries or trusted_proxies]
+        except TypeError:
+            raise _invalid(trusted_proxies) from None
+        networks = []
+        for entry in filter(None, entries):
+            if entry == "*":
+                self._trust_all = True
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise _invalid(entry) from None
+        self._networks = tuple(networks)
+
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        """The client address for a request from ``peer`` carrying ``forwarded_for``."""
+        chain = [hop.strip() for hop in forwarded_for.split(",")] if forwarded_for else []
+        if peer:
+            chain.append(peer)
+        if not chain:
+            return None
+        if self._hops is not None:
+            candidate = chain[-self._hops - 1] if len(chain) > self._hops else chain[0]
+        else:
+            candidate = chain[0]
+            for hop in reversed(chain):
+                if not self._trusted(hop):
+                    candidate = hop
+                    break
+        return _valid_ip(candidate)
+
+    def _trusted(self, address: str) -> bool:
+        if self._trust_all:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+
+def _valid_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None  # garbage in a forwarded header is absent, never an error
+
+
+def _invalid(value: object) -> ConfigurationError:
+    return ConfigurationError(
+        f"trusted_proxies: expected a number of proxies (0 or more) or IP addresses and networks "
+        f"such as '10.0.0.0/8' or '*', got {value!r}"
+    )

@@ -1,0 +1,197 @@
+"""What a request tells us, read once from an ASGI scope or a WSGI environ.
+
+Everything here treats the request as untrusted input: header values are sanitized, bytes that
+are not UTF-8 count as absent, and nothing raises on a malformed request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+DISTINCT_ID_HEADER: Final = "X-POSTHOG-DISTINCT-ID"
+SESSION_ID_HEADER: Final = "X-POSTHOG-SESSION-ID"
+TRACING_HEADERS: Final = (DISTINCT_ID_HEADER, SESSION_ID_HEADER)
+"""The headers posthog-js sends to the backend; allow them in your CORS configuration."""
+
+MAX_HEADER_LENGTH: Final = 1000
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters a URL path may carry unescaped; anything else is percent-encoded in $current_url.
+_URL_SAFE_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@%-]*")
+_PATH_QUOTE_SAFE: Final = "/._~!$&'()*+,;=:@%-"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def sanitize_header(value: Any) -> str | None:
+    """A tracing header's value made safe, or None when nothing valid is left.
+
+    Strings only (for a list, the first valid string); control characters removed; trimmed;
+    at most 1,000 characters. Bytes are decoded as UTF-8; bytes that are not UTF-8 are absent.
+    """
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    elif not isinstance(value, str):
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                clean = sanitize_header(item)
+                if clean is not None:
+                    return clean
+        return None
+    if not value.isprintable():
+        value = _CONTROL_CHARACTERS.sub("", value)
+    return value.strip()[:MAX_HEADER_LENGTH] or None
+
+
+def _from_latin1(value: str) -> str | None:
+    """Undo PEP 3333's latin-1 decoding of header bytes: the UTF-8 text, or None."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return None
+
+
+def _strip_credentials(host: str) -> str:
+    return host.rpartition("@")[2] if "@" in host else host
+
+
+def _quote_path(path: str) -> str:
+    return path if _URL_SAFE_PATH.fullmatch(path) else quote(path, safe=_PATH_QUOTE_SAFE)
+
+
+class RequestInfo:
+    """The facts about one request that events are tagged with.
+
+    ``route`` is the framework's route template (``/items/{id}``) when it is known;
+    adapters fill it in once the framework has resolved the URL.
+    """
+
+    __slots__ = (
+        "distinct_id", "forwarded_for", "host", "method", "path", "peer", "query_string", "route",
+        "scheme", "session_id", "user_agent",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str | None,
+        scheme: str,
+        host: str,
+        path: str,
+        query_string: str = "",
+        route: str | None = None,
+        user_agent: str | None = None,
+        peer: str | None = None,
+        forwarded_for: str | None = None,
+        distinct_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.path = path
+        self.query_string = query_string
+        self.route = route
+        self.user_agent = user_agent
+        self.peer = peer
+        self.forwarded_for = forwarded_for
+        self.distinct_id = distinct_id
+        self.session_id = session_id
+
+    def __repr__(self) -> str:
+        return f"<RequestInfo {self.method or self.scheme} {self.path}>"
+
+    def url(self, *, with_query: bool = False) -> str:
+        """The absolute URL, with no user:password and, unless asked, no query string."""
+        url = f"{self.scheme}://{self.host}{_quote_path(self.path)}"
+        if with_query and self.query_string:
+            return f"{url}?{self.query_string}"
+        return url
+
+    @classmethod
+    def from_asgi(cls, scope: Mapping[str, Any]) -> RequestInfo:
+        """Read an ASGI ``http`` or ``websocket`` scope (header names are lower-case bytes)."""
+        host = user_agent = forwarded_for = distinct_id = session_id = None
+        for name, value in scope.get("headers") or ():
+            if name == b"host":
+                host = value
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == b"x-forwarded-for":  # repeated headers form one list
+                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            elif name == b"x-posthog-distinct-id":
+                distinct_id = distinct_id or sanitize_header(value)
+            elif name == b"x-posthog-session-id":
+                session_id = session_id or sanitize_header(value)
+        scheme = scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")
+        path = scope.get("path") or "/"
+        root_path = scope.get("root_path") or ""
+        if root_path and not path.startswith(root_path):
+            path = root_path + path  # servers before ASGI 2023 left root_path out of path
+        query = scope.get("query_string") or b""
+        client = scope.get("client")
+        return cls(
+            method=scope.get("method"),
+            scheme=scheme,
+            host=_asgi_host(host, scope.get("server"), scheme),
+            path=path,
+            query_string=query.decode("latin-1") if isinstance(query, bytes) else str(query),
+            user_agent=sanitize_header(user_agent),
+            peer=str(client[0]) if client else None,
+            forwarded_for=forwarded_for.decode("latin-1") if forwarded_for else None,
+            distinct_id=distinct_id,
+            session_id=session_id,
+        )
+
+    @classmethod
+    def from_wsgi(cls, environ: Mapping[str, Any]) -> RequestInfo:
+        """Read a WSGI environ (PEP 3333: header values are latin-1 decoded strings)."""
+        distinct_id = environ.get("HTTP_X_POSTHOG_DISTINCT_ID")
+        session_id = environ.get("HTTP_X_POSTHOG_SESSION_ID")
+        user_agent = environ.get("HTTP_USER_AGENT")
+        scheme = environ.get("wsgi.url_scheme") or "http"
+        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        return cls(
+            method=environ.get("REQUEST_METHOD"),
+            scheme=scheme,
+            host=_wsgi_host(environ, scheme),
+            path=(_from_latin1(path) or path) if path else "/",
+            query_string=environ.get("QUERY_STRING") or "",
+            user_agent=sanitize_header(_from_latin1(user_agent)) if user_agent else None,
+            peer=environ.get("REMOTE_ADDR") or None,
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+            distinct_id=sanitize_header(_from_latin1(distinct_id)) if distinct_id else None,
+            session_id=sanitize_header(_from_latin1(session_id)) if session_id else None,
+        )
+
+
+def _asgi_host(header: bytes | None, server: Iterable[Any] | None, scheme: str) -> str:
+    if header:
+        host = sanitize_header(header)
+        if host:
+            return _strip_credentials(host)
+    if server:
+        name, port = tuple(server)[:2]
+        if port is None or _DEFAULT_PORTS.get(scheme) == port:
+            return str(name)
+        return f"{name}:{port}"
+    return "localhost"
+
+
+def _wsgi_host(environ: Mapping[str, Any], scheme: str) -> str:
+    header = environ.get("HTTP_HOST")
+    if header:
+        host = sanitize_header(_from_latin1(header))
+        if host:
+            return _strip_credentials(host)
+    name = environ.get("SERVER_NAME") or "localhost"
+    port = str(environ.get("SERVER_PORT") or "")
+    if not port or str(_DEFAULT_PORTS.get(scheme)) == port:
+        return str(name)
+    return f"{name}:{port}"

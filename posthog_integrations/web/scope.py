@@ -1,0 +1,211 @@
+"""One context per request: identity and tags from the request, the client bound, hooks applied.
+
+Adapters translate their framework's lifecycle into three calls: :meth:`RequestTracker.open`
+when a request arrives, ``with request:`` around the code that runs for it (entered again for
+every stretch of work, such as each chunk of a streamed WSGI response), and
+:meth:`RequestContext.capture_exception` / :meth:`RequestContext.finish` at the end.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from posthog_integrations.core.context import Scope, activate, current_scope, restore, tag
+
+from .options import RequestOptions
+
+if TYPE_CHECKING:
+    from posthog_integrations.core.client import Client
+
+    from .request import RequestInfo
+
+logger = logging.getLogger("posthog_integrations")
+
+HOOK_WARNING_INTERVAL = 60.0
+_hook_warned_at: dict[str, float] = {}
+_active: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "posthog_integrations.request", default=None
+)
+
+
+def current_request() -> RequestContext | None:
+    """The request context being handled, if any (adapters use it to add late facts)."""
+    return _active.get()
+
+
+class RequestTracker:
+    """Opens request contexts for one adapter instance; immutable once built.
+
+    With ``client=None`` each request uses the module's default client as it is at that moment,
+    so configuring ``posthog_integrations`` after the middleware was built still applies.
+    """
+
+    __slots__ = ("_client", "options", "source")
+
+    def __init__(self, client: Client | None, options: RequestOptions, source: str) -> None:
+        self._client = client
+        self.options = options
+        self.source = source
+
+    @property
+    def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        from posthog_integrations import (
+            get_client,  # the facade imports no adapter, so this never cycles
+        )
+
+        return get_client()
+
+    def flush(self, timeout: float) -> bool:
+        """Flush this adapter's client (the default client only if it was ever built)."""
+        if self._client is not None:
+            return self._client.flush(timeout)
+        from posthog_integrations import flush
+
+        return flush(timeout)
+
+    def open(self, read: Callable[[Any], RequestInfo], request: Any) -> RequestContext | None:
+        """A context for ``request`` (described by ``read(request)``), or None to pass through.
+
+        A request passes through when another adapter instance already tracks it (a mounted
+        sub-app, middleware applied twice), when ``exclude_paths`` or ``request_filter`` say
+        so, or when setting up the context failed (logged; the request itself goes on).
+        """
+        if _active.get() is not None:
+            return None
+        options = self.options
+        try:
+            info = read(request)
+            if options.excluded is not None and options.excluded(info.path):
+                return None
+            if options.request_filter is not None and not _run_hook(
+                "request_filter", options.request_filter, request, True
+            ):
+                return None
+            return RequestContext(self.client, info, options, self.source, request)
+        except Exception:
+            logger.exception("could not open the PostHog request context; the request goes on")
+            return None
+
+
+class RequestContext:
+    """The context of one request. Enter it with ``with``, as many times as work resumes."""
+
+    __slots__ = ("_marker", "_scope", "_token", "client", "info", "options", "source", "started")
+
+    def __init__(self, client: Client, info: RequestInfo, options: RequestOptions, source: str,
+                 request: Any) -> None:
+        self.client = client
+        self.info = info
+        self.options = options
+        self.source = source
+        self.started = time.perf_counter()
+        tags: dict[str, Any] = {"$current_url": info.url(with_query=options.capture_query_string)}
+        if info.method is not None:  # a websocket has no method
+            tags["$request_method"] = info.method
+        tags["$request_path"] = info.path
+        if info.route:
+            tags["$route"] = info.route
+        if info.user_agent:
+            tags["$user_agent"] = info.user_agent
+        if options.proxy_trust is not None:
+            ip = options.proxy_trust.client_ip(info.peer, info.forwarded_for)
+            if ip:
+                tags["$ip"] = ip
+        if options.extra_tags is not None:
+            tags.update(_run_hook("extra_tags", options.extra_tags, request, {}, Mapping))
+        if options.tag_map is not None:
+            tags = dict(_run_hook("tag_map", options.tag_map, dict(tags), tags, Mapping))
+        distinct_id = info.distinct_id if options.capture_tracing_headers else None
+        session_id = info.session_id if options.capture_tracing_headers else None
+        parent = current_scope()
+        if parent is not None:  # a context around the server (tests do this): inherit from it
+            tags = {**parent[2], **tags}
+            distinct_id = distinct_id or parent[0]
+            session_id = session_id or parent[1]
+        self._scope: Scope = (distinct_id, session_id, tags, client)
+
+    def __enter__(self) -> RequestContext:
+        self._token = activate(self._scope)
+        self._marker = _active.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        scope = current_scope()
+        if scope is not None:
+            self._scope = scope  # keep what the app tagged for when work resumes
+        try:
+            _active.reset(self._marker)
+        except ValueError:  # exited in another context than entered; restore() logs it
+            _active.set(None)
+        restore(self._token)
+
+    def set_route(self, route: str | None) -> None:
+        """Record the route template the framework resolved; events captured after it carry it.
+
+        Call it inside ``with request:``, before capturing the exception or finishing.
+        """
+        if route and route != self.info.route:
+            self.info.route = route
+            if _active.get() is self:
+                tag("$route", route)
+
+    def capture_exception(self, error: BaseException, status: int | None = None) -> None:
+        """Report an exception that escaped the request, once, with this request's state."""
+        if not self.options.capture_exceptions or not isinstance(error, Exception):
+            return
+        properties = None if status is None else {"$response_status_code": status}
+        self.client._capture_escaped(error, self.source, properties)
+
+    def finish(self, status: int | None, content_type: str | None) -> None:
+        """The response was sent: capture ``$pageview`` for a successful HTML ``GET``."""
+        if not self.options.capture_pageviews or self.info.method != "GET":
+            return
+        if status is None or not 200 <= status < 300 or not _is_html(content_type):
+            return
+        try:
+            info = self.info
+            properties: dict[str, Any] = {
+                "$host": info.host,
+                "$pathname": info.path,
+                "$response_status_code": status,
+                "$request_duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            }
+            self.client.capture("$pageview", properties=properties)
+        except Exception:
+            logger.exception("capturing the request's $pageview failed")
+
+
+def _is_html(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.lstrip().lower().startswith(("text/html", "application/xhtml+xml"))
+
+
+def _run_hook(name: str, hook: Callable[[Any], Any], argument: Any, fallback: Any,
+              expected: type | None = None) -> Any:
+    """Call a user hook; if it raises or returns the wrong type, log it and use ``fallback``.
+
+    The traceback is logged at most once a minute per hook, so a broken hook cannot flood logs.
+    """
+    try:
+        result = hook(argument)
+        if expected is None or isinstance(result, expected):
+            return result
+        if result is None:
+            return fallback
+        raise TypeError(f"expected a {expected.__name__}, got {type(result).__name__}")
+    except Exception:
+        now = time.monotonic()
+        if now - _hook_warned_at.get(name, -HOOK_WARNING_INTERVAL) >= HOOK_WARNING_INTERVAL:
+            _hook_warned_at[name] = now
+            logger.warning("the %s hook raised; the request goes on without it", name,
+                           exc_info=True)
+        else:
+            logger.debug("the %s hook raised again", name)
+        return fallback
