@@ -1,0 +1,5 @@
+"""PostHog for any ASGI 3 app (Starlette, FastAPI, Django ASGI, Quart, ...)."""
+
+from posthog_integrations.asgi.middleware import PostHogMiddleware
+
+__all__ = ["PostHogMiddleware"]

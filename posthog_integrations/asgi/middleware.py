@@ -1,0 +1,126 @@
+"""Pure ASGI 3 middleware: one PostHog context per HTTP request or websocket connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from posthog_integrations.core.options import positive_seconds
+from posthog_integrations.web import RequestContext, RequestInfo, RequestOptions, RequestTracker
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from posthog_integrations.core.client import Client
+    from posthog_integrations.web.options import RequestSettings
+
+logger = logging.getLogger("posthog_integrations")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class PostHogMiddleware:
+    """Wrap any ASGI 3 app: ``app = PostHogMiddleware(app)`` or ``app.add_middleware(...)``.
+
+    Each ``http`` request and ``websocket`` connection runs in its own context, bound to
+    ``client`` (default: the module's default client), with identity and session from the
+    ``X-POSTHOG-*`` headers and request tags. Exceptions escaping the app are captured once and
+    re-raised unchanged. ``lifespan`` passes through, flushing the client at shutdown. Other
+    keyword arguments are :class:`~posthog_integrations.web.RequestOptions`.
+    """
+
+    def __init__(self, app: ASGIApp, *, client: Client | None = None,
+                 flush_timeout: float = 5.0, **options: Unpack[RequestSettings]) -> None:
+        self.app = app
+        self._tracker = RequestTracker(client, RequestOptions.build(options), "asgi")
+        self._flush_timeout = positive_seconds("flush_timeout", flush_timeout)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            request = self._tracker.open(RequestInfo.from_asgi, scope)
+            if request is not None:
+                await self._run(request, scope, receive, send)
+                return
+        elif kind == "lifespan":
+            await self.app(scope, receive, self._flushing_at_shutdown(send))
+            return
+        await self.app(scope, receive, send)
+
+    async def _run(self, request: RequestContext, scope: Scope, receive: Receive,
+                   send: Send) -> None:
+        status: int | None = None
+        content_type: str | None = None
+        watch_content_type = request.options.capture_pageviews and request.info.method == "GET"
+        root_path = scope.get("root_path") or ""
+
+        async def send_watching_status(message: Message) -> None:
+            nonlocal status, content_type
+            if message.get("type") == "http.response.start":
+                status = message.get("status")
+                if watch_content_type:
+                    content_type = _header(message.get("headers"), b"content-type")
+            await send(message)
+
+        with request:
+            try:
+                await self.app(scope, receive, send_watching_status)
+            except Exception as error:
+                request.set_route(_route_template(scope, root_path))
+                request.capture_exception(error, status)
+                raise
+            if watch_content_type:
+                request.set_route(_route_template(scope, root_path))
+                request.finish(status, content_type)
+
+    def _flushing_at_shutdown(self, send: Send) -> Send:
+        async def send_after_flush(message: Message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                await self._flush()
+            await send(message)
+
+        return send_after_flush
+
+    async def _flush(self) -> None:
+        """Flush in a worker thread so the event loop keeps serving during the bounded wait."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): a short, bounded block at shutdown is fine
+            self._tracker.flush(self._flush_timeout)
+            return
+        try:
+            await loop.run_in_executor(None, self._tracker.flush, self._flush_timeout)
+        except Exception:
+            logger.exception("flushing PostHog events at lifespan shutdown failed")
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]] | None, wanted: bytes) -> str | None:
+    for name, value in headers or ():
+        if name.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def _route_template(scope: Scope, root_path: str) -> str | None:
+    """The matched route's template, from ``scope["route"]`` (Starlette 0.4x+, FastAPI).
+
+    Under a ``Mount``, the route is relative to the mount, whose prefix the router appended to
+    ``root_path``; it is put back in front.
+    """
+    try:
+        route = scope.get("route")
+        template = getattr(route, "path", None)
+        if not isinstance(template, str):
+            return None
+        mounted = (scope.get("root_path") or "")[len(root_path):]
+        if hasattr(route, "routes"):  # the route is a Mount itself
+            return mounted or template
+        return mounted + template if mounted else template
+    except Exception:  # an exotic route object must not break error reporting
+        return None
