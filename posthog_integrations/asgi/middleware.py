@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from posthog_integrations.core.options import positive_seconds
-from posthog_integrations.web import RequestContext, RequestInfo, RequestOptions, RequestTracker
+from posthog_integrations.web import RequestInfo, RequestOptions, RequestTracker
+from posthog_integrations.web.request import asgi_path, tracing_ids_from_asgi
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -23,6 +24,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_TRACKED = frozenset({"http", "websocket"})
 
 
 class PostHogMiddleware:
@@ -43,31 +45,29 @@ class PostHogMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" or kind == "websocket":
-            request = self._tracker.open(RequestInfo.from_asgi, scope)
-            if request is not None:
-                await self._run(request, scope, receive, send)
-                return
-        elif kind == "lifespan":
+        if kind == "lifespan":
             await self.app(scope, receive, self._flushing_at_shutdown(send))
             return
-        await self.app(scope, receive, send)
+        request = self._tracker.open(
+            scope, asgi_path, tracing_ids_from_asgi, RequestInfo.from_asgi
+        ) if kind in _TRACKED else None
+        if request is None:
+            await self.app(scope, receive, send)
+            return
 
-    async def _run(self, request: RequestContext, scope: Scope, receive: Receive,
-                   send: Send) -> None:
         status: int | None = None
         content_type: str | None = None
-        watch_content_type = request.options.capture_pageviews and request.info.method == "GET"
-        root_path = scope.get("root_path") or ""
+        watch_content_type = request.options.capture_pageviews and scope.get("method") == "GET"
 
         async def send_watching_status(message: Message) -> None:
             nonlocal status, content_type
-            if message.get("type") == "http.response.start":
+            if message["type"] == "http.response.start":
                 status = message.get("status")
                 if watch_content_type:
                     content_type = _header(message.get("headers"), b"content-type")
             await send(message)
 
+        root_path = scope.get("root_path") or ""
         with request:
             try:
                 await self.app(scope, receive, send_watching_status)

@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Final, Optional, Protocol, TypeVar, cast
 
 logger = logging.getLogger("posthog_integrations")
@@ -47,6 +47,44 @@ _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
 current_scope = _current.get
 _install = _current.set
 _default_client: Callable[[], ExceptionCapturer] | None = None
+
+
+class LazyTags(Mapping[str, Any]):
+    """Tags computed on first use, then fixed.
+
+    Adapters install a request's tags this way, so a request that captures nothing never pays
+    for reading its URL and headers. A failing ``compute`` is logged and yields no tags.
+    """
+
+    __slots__ = ("_compute", "_tags")
+
+    def __init__(self, compute: Callable[[], Mapping[str, Any]]) -> None:
+        self._compute: Callable[[], Mapping[str, Any]] | None = compute
+        self._tags: Mapping[str, Any] | None = None
+
+    def resolve(self) -> Mapping[str, Any]:
+        tags = self._tags
+        if tags is None:
+            compute = self._compute
+            try:
+                tags = compute() if compute is not None else {}
+            except Exception:
+                logger.exception("computing a context's tags failed; its events go without them")
+                tags = {}
+            self._tags, self._compute = tags, None
+        return tags
+
+    def __getitem__(self, name: str) -> Any:
+        return self.resolve()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.resolve())
+
+    def __len__(self) -> int:
+        return len(self.resolve())
+
+    def __repr__(self) -> str:
+        return f"LazyTags({dict(self._tags) if self._tags is not None else 'not computed'})"
 
 
 def use_default_client(getter: Callable[[], ExceptionCapturer]) -> None:
@@ -140,13 +178,12 @@ def scoped(
     return decorate
 
 
-def activate(scope: Scope) -> contextvars.Token[Scope | None]:
-    """Install ``scope`` as the current state; undo with :func:`restore`.
+activate: Callable[[Scope], contextvars.Token[Scope | None]] = _install
+"""Install a scope as the current state; undo with :func:`restore`.
 
-    For adapters that must re-enter a request's context from another frame, such as a WSGI
-    server iterating the response after the application returned.
-    """
-    return _install(scope)
+For adapters that must re-enter a request's context from another frame, such as a WSGI server
+iterating the response after the application returned.
+"""
 
 
 def restore(token: contextvars.Token[Scope | None]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, Optional
 from urllib.parse import quote
 
 DISTINCT_ID_HEADER: Final = "X-POSTHOG-DISTINCT-ID"
@@ -47,6 +47,14 @@ def sanitize_header(value: Any) -> str | None:
     return value.strip()[:MAX_HEADER_LENGTH] or None
 
 
+def _plain_text(value: bytes) -> str | None:
+    """A header value for a tag: latin-1 as the HTTP spec has it, control characters removed."""
+    text = value.decode("latin-1")
+    if not text.isprintable():
+        text = _CONTROL_CHARACTERS.sub("", text).strip()
+    return text[:MAX_HEADER_LENGTH] or None
+
+
 def _from_latin1(value: str) -> str | None:
     """Undo PEP 3333's latin-1 decoding of header bytes: the UTF-8 text, or None."""
     if value.isascii():
@@ -65,84 +73,100 @@ def _quote_path(path: str) -> str:
     return path if _URL_SAFE_PATH.fullmatch(path) else quote(path, safe=_PATH_QUOTE_SAFE)
 
 
-class RequestInfo:
-    """The facts about one request that events are tagged with.
+TracingIds = tuple[Optional[str], Optional[str]]
+"""The distinct id and session id from a request's tracing headers (each None when absent)."""
 
-    ``route`` is the framework's route template (``/items/{id}``) when it is known;
-    adapters fill it in once the framework has resolved the URL.
-    """
 
-    __slots__ = (
-        "distinct_id", "forwarded_for", "host", "method", "path", "peer", "query_string", "route",
-        "scheme", "session_id", "user_agent",
+def tracing_ids_from_asgi(scope: Mapping[str, Any]) -> TracingIds:
+    """The sanitized tracing headers of an ASGI scope (a repeated one: its first valid value)."""
+    headers = scope.get("headers") or ()
+    by_name = dict(headers)
+    if len(by_name) == len(headers):  # no header repeated: the common, fast case
+        distinct_id = by_name.get(b"x-posthog-distinct-id")
+        session_id = by_name.get(b"x-posthog-session-id")
+    else:
+        distinct_id = [v for n, v in headers if n == b"x-posthog-distinct-id"] or None
+        session_id = [v for n, v in headers if n == b"x-posthog-session-id"] or None
+    return (
+        sanitize_header(distinct_id) if distinct_id else None,
+        sanitize_header(session_id) if session_id else None,
     )
 
-    def __init__(
-        self,
-        *,
-        method: str | None,
-        scheme: str,
-        host: str,
-        path: str,
-        query_string: str = "",
-        route: str | None = None,
-        user_agent: str | None = None,
-        peer: str | None = None,
-        forwarded_for: str | None = None,
-        distinct_id: str | None = None,
-        session_id: str | None = None,
-    ) -> None:
-        self.method = method
-        self.scheme = scheme
-        self.host = host
-        self.path = path
-        self.query_string = query_string
-        self.route = route
-        self.user_agent = user_agent
-        self.peer = peer
-        self.forwarded_for = forwarded_for
-        self.distinct_id = distinct_id
-        self.session_id = session_id
 
-    def __repr__(self) -> str:
-        return f"<RequestInfo {self.method or self.scheme} {self.path}>"
+def tracing_ids_from_wsgi(environ: Mapping[str, Any]) -> TracingIds:
+    """The sanitized tracing headers of a WSGI environ."""
+    distinct_id = environ.get("HTTP_X_POSTHOG_DISTINCT_ID")
+    session_id = environ.get("HTTP_X_POSTHOG_SESSION_ID")
+    return (
+        sanitize_header(_from_latin1(distinct_id)) if distinct_id else None,
+        sanitize_header(_from_latin1(session_id)) if session_id else None,
+    )
+
+
+def asgi_path(scope: Mapping[str, Any]) -> str:
+    """The request path of an ASGI scope, including ``root_path`` exactly once."""
+    path: str = scope.get("path") or "/"
+    root_path = scope.get("root_path")
+    if root_path and not path.startswith(root_path):
+        path = root_path + path  # servers before ASGI 2023 left root_path out of path
+    return path
+
+
+def wsgi_path(environ: Mapping[str, Any]) -> str:
+    """The request path of a WSGI environ (``SCRIPT_NAME`` + ``PATH_INFO``), as text."""
+    path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+    return (_from_latin1(path) or path) if path else "/"
+
+
+class RequestInfo(NamedTuple):
+    """The facts about one request that events are tagged with, read once and never changed.
+
+    ``route`` is the framework's route template (``/items/{id}``) when it is known as the
+    request arrives; otherwise adapters record it on the request context once resolved.
+    ``query_string`` is kept as the server gave it (bytes from ASGI, text from WSGI).
+    """
+
+    method: str | None
+    scheme: str
+    host: str
+    path: str
+    query_string: bytes | str = ""
+    user_agent: str | None = None
+    peer: str | None = None
+    forwarded_for: str | None = None
+    distinct_id: str | None = None
+    session_id: str | None = None
+    route: str | None = None
 
     def url(self, *, with_query: bool = False) -> str:
         """The absolute URL, with no user:password and, unless asked, no query string."""
         url = f"{self.scheme}://{self.host}{_quote_path(self.path)}"
-        if with_query and self.query_string:
-            return f"{url}?{self.query_string}"
+        query = self.query_string
+        if with_query and query:
+            return f"{url}?{query.decode('latin-1') if isinstance(query, bytes) else query}"
         return url
 
     @classmethod
     def from_asgi(cls, scope: Mapping[str, Any]) -> RequestInfo:
         """Read an ASGI ``http`` or ``websocket`` scope (header names are lower-case bytes)."""
-        host = user_agent = forwarded_for = distinct_id = session_id = None
+        headers: dict[bytes, bytes] = {}
         for name, value in scope.get("headers") or ():
-            if name == b"host":
-                host = value
-            elif name == b"user-agent":
-                user_agent = value
-            elif name == b"x-forwarded-for":  # repeated headers form one list
-                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-            elif name == b"x-posthog-distinct-id":
-                distinct_id = distinct_id or sanitize_header(value)
-            elif name == b"x-posthog-session-id":
-                session_id = session_id or sanitize_header(value)
+            if name in headers and name == b"x-forwarded-for":  # repeated: one chain
+                headers[name] += b"," + value
+            else:
+                headers.setdefault(name, value)
         scheme = scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")
-        path = scope.get("path") or "/"
-        root_path = scope.get("root_path") or ""
-        if root_path and not path.startswith(root_path):
-            path = root_path + path  # servers before ASGI 2023 left root_path out of path
-        query = scope.get("query_string") or b""
+        user_agent = headers.get(b"user-agent")
+        forwarded_for = headers.get(b"x-forwarded-for")
         client = scope.get("client")
+        distinct_id, session_id = tracing_ids_from_asgi(scope)
         return cls(
             method=scope.get("method"),
             scheme=scheme,
-            host=_asgi_host(host, scope.get("server"), scheme),
-            path=path,
-            query_string=query.decode("latin-1") if isinstance(query, bytes) else str(query),
-            user_agent=sanitize_header(user_agent),
+            host=_asgi_host(headers.get(b"host"), scope.get("server"), scheme),
+            path=asgi_path(scope),
+            query_string=scope.get("query_string") or b"",
+            user_agent=_plain_text(user_agent) if user_agent else None,
             peer=str(client[0]) if client else None,
             forwarded_for=forwarded_for.decode("latin-1") if forwarded_for else None,
             distinct_id=distinct_id,
@@ -152,28 +176,26 @@ class RequestInfo:
     @classmethod
     def from_wsgi(cls, environ: Mapping[str, Any]) -> RequestInfo:
         """Read a WSGI environ (PEP 3333: header values are latin-1 decoded strings)."""
-        distinct_id = environ.get("HTTP_X_POSTHOG_DISTINCT_ID")
-        session_id = environ.get("HTTP_X_POSTHOG_SESSION_ID")
         user_agent = environ.get("HTTP_USER_AGENT")
         scheme = environ.get("wsgi.url_scheme") or "http"
-        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+        distinct_id, session_id = tracing_ids_from_wsgi(environ)
         return cls(
             method=environ.get("REQUEST_METHOD"),
             scheme=scheme,
             host=_wsgi_host(environ, scheme),
-            path=(_from_latin1(path) or path) if path else "/",
+            path=wsgi_path(environ),
             query_string=environ.get("QUERY_STRING") or "",
             user_agent=sanitize_header(_from_latin1(user_agent)) if user_agent else None,
             peer=environ.get("REMOTE_ADDR") or None,
             forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
-            distinct_id=sanitize_header(_from_latin1(distinct_id)) if distinct_id else None,
-            session_id=sanitize_header(_from_latin1(session_id)) if session_id else None,
+            distinct_id=distinct_id,
+            session_id=session_id,
         )
 
 
 def _asgi_host(header: bytes | None, server: Iterable[Any] | None, scheme: str) -> str:
     if header:
-        host = sanitize_header(header)
+        host = _plain_text(header)
         if host:
             return _strip_credentials(host)
     if server:

@@ -4,6 +4,10 @@ Adapters translate their framework's lifecycle into three calls: :meth:`RequestT
 when a request arrives, ``with request:`` around the code that runs for it (entered again for
 every stretch of work, such as each chunk of a streamed WSGI response), and
 :meth:`RequestContext.capture_exception` / :meth:`RequestContext.finish` at the end.
+
+Only the identity is read when a request arrives. The request's tags (URL, user agent, the
+``extra_tags`` and ``tag_map`` hooks) are computed when its first event is captured, so the
+many requests that capture nothing cost a context switch and a header scan, no more.
 """
 
 from __future__ import annotations
@@ -14,14 +18,21 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from posthog_integrations.core.context import Scope, activate, current_scope, restore, tag
+from posthog_integrations.core.context import (
+    LazyTags,
+    Scope,
+    activate,
+    current_scope,
+    restore,
+    tag,
+)
 
 from .options import RequestOptions
 
 if TYPE_CHECKING:
     from posthog_integrations.core.client import Client
 
-    from .request import RequestInfo
+    from .request import RequestInfo, TracingIds
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -55,9 +66,7 @@ class RequestTracker:
     def client(self) -> Client:
         if self._client is not None:
             return self._client
-        from posthog_integrations import (
-            get_client,  # the facade imports no adapter, so this never cycles
-        )
+        from posthog_integrations import get_client  # the facade imports no adapter: no cycle
 
         return get_client()
 
@@ -69,9 +78,14 @@ class RequestTracker:
 
         return flush(timeout)
 
-    def open(self, read: Callable[[Any], RequestInfo], request: Any) -> RequestContext | None:
-        """A context for ``request`` (described by ``read(request)``), or None to pass through.
+    def open(self, request: Any, read_path: Callable[[Any], str],
+             read_ids: Callable[[Any], TracingIds],
+             read_info: Callable[[Any], RequestInfo]) -> RequestContext | None:
+        """A context for ``request``, or None when it passes through untouched.
 
+        The readers take the framework's request: ``read_path`` gives the path matched against
+        ``exclude_paths``; ``read_ids`` the tracing headers' distinct id and session id, read
+        now; ``read_info`` the description of the request, read only when something needs it.
         A request passes through when another adapter instance already tracks it (a mounted
         sub-app, middleware applied twice), when ``exclude_paths`` or ``request_filter`` say
         so, or when setting up the context failed (logged; the request itself goes on).
@@ -80,31 +94,48 @@ class RequestTracker:
             return None
         options = self.options
         try:
-            info = read(request)
-            if options.excluded is not None and options.excluded(info.path):
+            if options.excluded is not None and options.excluded(read_path(request)):
                 return None
             if options.request_filter is not None and not _run_hook(
                 "request_filter", options.request_filter, request, True
             ):
                 return None
-            return RequestContext(self.client, info, options, self.source, request)
+            distinct_id, session_id = (
+                read_ids(request) if options.capture_tracing_headers else (None, None)
+            )
+            return RequestContext(self._client or self.client, options, self.source, request,
+                                  read_info, distinct_id, session_id)
         except Exception:
             logger.exception("could not open the PostHog request context; the request goes on")
             return None
 
 
-class RequestContext:
-    """The context of one request. Enter it with ``with``, as many times as work resumes."""
+class _RequestFacts:
+    """Reads a request's description and tags on first use.
 
-    __slots__ = ("_marker", "_scope", "_token", "client", "info", "options", "source", "started")
+    Separate from :class:`RequestContext` so that the tags installed in the context do not
+    point back at it: no reference cycle, nothing left for the garbage collector per request.
+    """
 
-    def __init__(self, client: Client, info: RequestInfo, options: RequestOptions, source: str,
-                 request: Any) -> None:
-        self.client = client
-        self.info = info
+    __slots__ = ("_info", "_parent_tags", "_read_info", "options", "request")
+
+    def __init__(self, request: Any, read_info: Callable[[Any], RequestInfo],
+                 options: RequestOptions, parent_tags: Mapping[str, Any] | None) -> None:
+        self.request = request
         self.options = options
-        self.source = source
-        self.started = time.perf_counter()
+        self._read_info = read_info
+        self._parent_tags = parent_tags
+        self._info: RequestInfo | None = None
+
+    @property
+    def info(self) -> RequestInfo:
+        info = self._info
+        if info is None:
+            info = self._info = self._read_info(self.request)
+        return info
+
+    def tags(self) -> dict[str, Any]:
+        info, options = self.info, self.options
         tags: dict[str, Any] = {"$current_url": info.url(with_query=options.capture_query_string)}
         if info.method is not None:  # a websocket has no method
             tags["$request_method"] = info.method
@@ -118,17 +149,48 @@ class RequestContext:
             if ip:
                 tags["$ip"] = ip
         if options.extra_tags is not None:
-            tags.update(_run_hook("extra_tags", options.extra_tags, request, {}, Mapping))
+            tags.update(_run_hook("extra_tags", options.extra_tags, self.request, {}, Mapping))
         if options.tag_map is not None:
             tags = dict(_run_hook("tag_map", options.tag_map, dict(tags), tags, Mapping))
-        distinct_id = info.distinct_id if options.capture_tracing_headers else None
-        session_id = info.session_id if options.capture_tracing_headers else None
+        if self._parent_tags:
+            tags = {**self._parent_tags, **tags}
+        return tags
+
+
+class RequestContext:
+    """The context of one request. Enter it with ``with``, as many times as work resumes.
+
+    ``request`` is the framework's own request (ASGI scope, WSGI environ, ...), handed to the
+    user's hooks; ``info`` is read from it on first use.
+    """
+
+    __slots__ = ("_facts", "_marker", "_scope", "_token", "client", "options", "route", "source",
+                 "started")
+
+    def __init__(self, client: Client, options: RequestOptions, source: str, request: Any,
+                 read_info: Callable[[Any], RequestInfo], distinct_id: str | None,
+                 session_id: str | None) -> None:
+        self.client = client
+        self.options = options
+        self.source = source
+        self.route: str | None = None
+        self.started = time.perf_counter() if options.capture_pageviews else 0.0
         parent = current_scope()
+        parent_tags = None
         if parent is not None:  # a context around the server (tests do this): inherit from it
-            tags = {**parent[2], **tags}
+            parent_tags = parent[2]
             distinct_id = distinct_id or parent[0]
             session_id = session_id or parent[1]
-        self._scope: Scope = (distinct_id, session_id, tags, client)
+        self._facts = facts = _RequestFacts(request, read_info, options, parent_tags)
+        self._scope: Scope = (distinct_id, session_id, LazyTags(facts.tags), client)
+
+    @property
+    def request(self) -> Any:
+        return self._facts.request
+
+    @property
+    def info(self) -> RequestInfo:
+        return self._facts.info
 
     def __enter__(self) -> RequestContext:
         self._token = activate(self._scope)
@@ -150,8 +212,8 @@ class RequestContext:
 
         Call it inside ``with request:``, before capturing the exception or finishing.
         """
-        if route and route != self.info.route:
-            self.info.route = route
+        if route and route != self.route:
+            self.route = route
             if _active.get() is self:
                 tag("$route", route)
 
@@ -164,12 +226,14 @@ class RequestContext:
 
     def finish(self, status: int | None, content_type: str | None) -> None:
         """The response was sent: capture ``$pageview`` for a successful HTML ``GET``."""
-        if not self.options.capture_pageviews or self.info.method != "GET":
+        if not self.options.capture_pageviews:
             return
         if status is None or not 200 <= status < 300 or not _is_html(content_type):
             return
         try:
             info = self.info
+            if info.method != "GET":
+                return
             properties: dict[str, Any] = {
                 "$host": info.host,
                 "$pathname": info.path,

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from posthog_integrations.web import RequestContext, RequestInfo, RequestOptions, RequestTracker
+from posthog_integrations.web.request import tracing_ids_from_wsgi, wsgi_path
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -35,7 +36,9 @@ class PostHogMiddleware:
         self._tracker = RequestTracker(client, RequestOptions.build(options), "wsgi")
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        request = self._tracker.open(RequestInfo.from_wsgi, environ)
+        request = self._tracker.open(
+            environ, wsgi_path, tracing_ids_from_wsgi, RequestInfo.from_wsgi
+        )
         if request is None:
             return self.app(environ, start_response)
         response = _Response(request)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posthog_integrations.web import RequestInfo, sanitize_header
+from posthog_integrations.web.request import tracing_ids_from_asgi
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -143,3 +144,12 @@ def test_any_asgi_header_bytes_are_read_without_error(headers: list[tuple[bytes,
     assert info.url().startswith("http://")
     for value in (info.distinct_id, info.session_id, info.user_agent):
         assert value is None or (len(value) <= 1000 and not CONTROL.search(value))
+
+
+def test_a_repeated_tracing_header_gives_its_first_valid_value() -> None:
+    scope = asgi_scope(headers=[
+        (b"x-posthog-distinct-id", b" \x00 "), (b"x-posthog-distinct-id", b"second"),
+        (b"x-posthog-distinct-id", b"third"), (b"x-posthog-session-id", b"s-1"),
+    ])
+    assert tracing_ids_from_asgi(scope) == ("second", "s-1")
+    assert tracing_ids_from_asgi(asgi_scope()) == (None, None)

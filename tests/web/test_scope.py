@@ -11,7 +11,7 @@ from werkzeug.test import Client as WerkzeugClient
 
 import posthog_integrations as posthog
 from posthog_integrations.sink import LocalSink
-from posthog_integrations.web import current_request
+from posthog_integrations.web import RequestInfo, current_request
 from posthog_integrations.wsgi import PostHogMiddleware
 from tests.conftest import ClientFactory, delivered
 
@@ -187,3 +187,43 @@ def test_the_default_client_is_looked_up_per_request(sink: LocalSink) -> None:
         assert event["distinct_id"] == "d"
     finally:
         posthog.shutdown()
+
+
+def test_tags_and_hooks_wait_for_the_first_event(make_client: ClientFactory,
+                                                 sink: LocalSink) -> None:
+    client = make_client()
+    calls: list[str] = []
+
+    def extra_tags(environ: dict[str, Any]) -> dict[str, Any]:
+        calls.append(environ["PATH_INFO"])
+        return {"tenant": "acme"}
+
+    def quiet(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    WerkzeugClient(PostHogMiddleware(quiet, client=client, extra_tags=extra_tags)).get("/quiet")
+    assert calls == []  # a request that captures nothing never reads its tags
+    get(PostHogMiddleware(app_capturing(), client=client, extra_tags=extra_tags))
+    assert calls == ["/items/7"]
+    [event] = delivered(client, sink)
+    assert event["properties"]["tenant"] == "acme"
+
+
+def test_tags_that_fail_to_compute_are_logged_and_the_event_still_goes(
+    make_client: ClientFactory, sink: LocalSink, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = make_client()
+
+    def broken(environ: Any) -> Any:
+        raise RuntimeError("cannot read")
+
+    monkeypatch.setattr(RequestInfo, "from_wsgi", broken)
+    response = get(PostHogMiddleware(app_capturing(), client=client),
+                   **{"X-POSTHOG-DISTINCT-ID": "u"})
+    assert response.status_code == 200
+    [event] = delivered(client, sink)
+    assert event["distinct_id"] == "u"
+    assert "$current_url" not in event["properties"]
+    assert any("computing a context's tags failed" in r.message for r in caplog.records)
