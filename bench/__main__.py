@@ -20,10 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .core import BENCHMARKS, FULL, QUICK, Benchmark, RunResult, run_all
+from .core import BENCHMARKS as CORE_BENCHMARKS
+from .core import FULL, QUICK, Benchmark, RunResult, run_all
 from .endpoint import Endpoint, EndpointError
 from .report import build_rows, environment, generated_at, render_text, table_rows, write_results
 from .variants import MAX_QUEUE_SIZE, available_variants
+from .web import WEB_BENCHMARKS
+
+BENCHMARKS = (*CORE_BENCHMARKS, *WEB_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -36,8 +40,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, metavar="N",
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
-                        help="comma-separated benchmarks to run: capture, delivery "
-                             "(or capture_0, capture_10)")
+                        help="comma-separated benchmarks or groups to run: context, "
+                             "exception, capture, delivery, asgi (or a single benchmark "
+                             "such as capture_10, asgi_direct, asgi_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the JSON results to PATH")
     args = parser.parse_args(argv)
@@ -172,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"posthog_integrations vs official posthog — {mode} run, {settings.describe()}")
     print(render_text(table))
     print("Cells are medians across rounds. official/ours above 1 means ours costs less"
-          " (µs, CPU s); below 1 on an events/s row means ours delivers more.")
+          " (µs, CPU s); below 1 on an events/s row means ours delivers more. bare: the same"
+          " app with no middleware, measured in the same runs.")
     for name, reason in missing.items():
         print(f"NOTE: the {name} client did not run: {reason}")
     for note in notes:

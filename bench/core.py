@@ -47,22 +47,30 @@ class Settings:
     block: int  # capture() calls per sample
     warmup_blocks: int  # untimed blocks before the samples
     delivery_events: int
+    request_samples: int  # timed samples per direct-call run, for the bare and wrapped app each
+    request_block: int  # requests per sample
+    server_seconds: float  # load per real-server measurement (after a 1 s warm-up)
+    server_connections: int  # keep-alive connections of the load generator
 
     def describe(self) -> str:
         warmup = f" after {self.warmup_rounds} warm-up round(s)" if self.warmup_rounds else ""
         return (
             f"{self.rounds} round(s){warmup}; capture: {self.warmup_blocks} warm-up +"
             f" {self.samples} timed samples of {self.block} calls;"
-            f" delivery: {self.delivery_events:,} events"
+            f" delivery: {self.delivery_events:,} events; requests: {self.request_samples}"
+            f" samples of {self.request_block}; servers: {self.server_seconds:g} s at"
+            f" {self.server_connections} connections"
         )
 
 
 # An even number of rounds runs each variant first equally often.
 FULL = Settings(
-    rounds=6, warmup_rounds=1, samples=150, block=200, warmup_blocks=20, delivery_events=50_000
+    rounds=6, warmup_rounds=1, samples=150, block=200, warmup_blocks=20, delivery_events=50_000,
+    request_samples=60, request_block=200, server_seconds=10.0, server_connections=16,
 )
 QUICK = Settings(
-    rounds=1, warmup_rounds=0, samples=15, block=200, warmup_blocks=5, delivery_events=5_000
+    rounds=1, warmup_rounds=0, samples=15, block=200, warmup_blocks=5, delivery_events=5_000,
+    request_samples=6, request_block=100, server_seconds=1.0, server_connections=8,
 )
 
 
@@ -335,6 +343,13 @@ def _progress(result: RunResult, title: str) -> str:
         numbers = (
             f"{metrics['median_us']:7.2f} µs/call"
             f" (p10-p90 {metrics['p10_us']:.2f}-{metrics['p90_us']:.2f})"
+        )
+        if "bare_us" in metrics:
+            numbers += f", {metrics['ratio_to_bare']:.2f}x bare's {metrics['bare_us']:.2f}"
+    elif "requests_per_s" in metrics:
+        numbers = (
+            f"{metrics['requests_per_s']:9,.0f} requests/s, p99 {metrics['p99_ms']:.2f} ms"
+            f" ({metrics['ratio_to_bare']:.3f}x bare's {metrics['bare_requests_per_s']:,.0f})"
         )
     elif "events_per_s" in metrics:
         numbers = (

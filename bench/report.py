@@ -39,6 +39,7 @@ class Row:
     reference: str  # what the official client is known to do, for context
     spread: str  # "samples" (p10-p90 of per-call samples) or "rounds" (min-max over rounds)
     decimals: int
+    floor_metric: str | None = None  # the same quantity for the bare app, taken in each run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,21 +72,41 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
         Row("delivery", "cpu_s_per_10k",
             "client CPU per 10k delivered [CPU s; median (min-max)]",
             True, None, "", "rounds", 3),
+        Row("asgi_direct", "median_us",
+            "Starlette request, called directly [µs; median (p10-p90)]",
+            True, None, "", "samples", 1, floor_metric="bare_us"),
+        Row("asgi_direct", "ratio_to_bare", "Starlette request, called directly [x bare]",
+            True, 1.5, "official ≈ 8.1", "rounds", 2),
+        Row("asgi_server", "requests_per_s",
+            "uvicorn + Starlette [requests/s; median (min-max)]",
+            False, None, "", "rounds", 0, floor_metric="bare_requests_per_s"),
+        Row("asgi_server", "ratio_to_bare", "uvicorn + Starlette requests/s [x bare]",
+            False, 0.95, "official ≈ 0.61", "rounds", 3),
+        Row("asgi_server", "p99_ms", "uvicorn + Starlette p99 latency [ms; median (min-max)]",
+            True, None, "", "rounds", 2, floor_metric="bare_p99_ms"),
     ]
     return [row for row in rows if row.benchmark in keys]
 
 
-def summarise(row: Row, runs: Sequence[RunResult], variant: str) -> Summary | None:
-    """The row's numbers for ``variant`` from its successful runs, or None when there are none."""
+def summarise(row: Row, runs: Sequence[RunResult], variant: str | None) -> Summary | None:
+    """The row's numbers for ``variant`` from its successful runs, or None when there are none.
+
+    ``variant=None`` summarises the bare app, measured in every variant's runs.
+    """
+    metric = row.metric if variant is not None else row.floor_metric
+    if metric is None:
+        return None
     chosen = [
         run for run in runs
-        if run.benchmark == row.benchmark and run.variant == variant and run.ok
-        and not run.warmup and row.metric in run.metrics
+        if run.benchmark == row.benchmark and variant in (None, run.variant) and run.ok
+        and not run.warmup and metric in run.metrics
     ]
     if not chosen:
         return None
-    values = [run.metrics[row.metric] for run in chosen]
-    if row.spread == "samples":
+    values = [run.metrics[metric] for run in chosen]
+    if row.spread == "samples" and variant is None:
+        low, high = min(values), max(values)
+    elif row.spread == "samples":
         low = statistics.median(run.metrics["p10_us"] for run in chosen)
         high = statistics.median(run.metrics["p90_us"] for run in chosen)
     else:
@@ -137,7 +158,7 @@ def _met(summary: Summary | None, row: Row) -> str:
     return "yes" if met else "NO"
 
 
-HEADERS = ("benchmark", "ours", "official", "official/ours", "target", "met?")
+HEADERS = ("benchmark", "ours", "official", "bare", "official/ours", "target", "met?")
 
 
 def table_rows(
@@ -148,11 +169,13 @@ def table_rows(
     for row in rows:
         ours = summarise(row, runs, "ours")
         official = summarise(row, runs, "official")
+        bare = summarise(row, runs, None)
         out.append({
             "cells": [
                 row.label,
                 _cell(ours, row, "ours" in variants),
                 _cell(official, row, "official" in variants),
+                "-" if row.floor_metric is None else _cell(bare, row, True),
                 _ratio(ours, official, row),
                 _target(row),
                 _met(ours, row),
@@ -166,6 +189,7 @@ def table_rows(
             "target_met": None if row.target is None or ours is None else _met(ours, row) == "yes",
             "ours": None if ours is None else dataclasses.asdict(ours),
             "official": None if official is None else dataclasses.asdict(official),
+            "bare": None if bare is None else dataclasses.asdict(bare),
             "ratio_official_over_ours": (
                 None if ours is None or official is None or not ours.median
                 else official.median / ours.median
@@ -181,8 +205,8 @@ def render_text(table: Sequence[Mapping[str, Any]]) -> str:
 
     def fmt(cells: Sequence[str]) -> str:
         first = cells[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:4], widths[1:4])]
-        tail = [cell.ljust(width) for cell, width in zip(cells[4:], widths[4:])]
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:5], widths[1:5])]
+        tail = [cell.ljust(width) for cell, width in zip(cells[5:], widths[5:])]
         return "  ".join([first, *rest, *tail]).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
@@ -211,7 +235,9 @@ def render_markdown(
     out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(entry["cells"]) + " |" for entry in table]
     out += ["", "Cells are medians across rounds. official/ours above 1 means ours costs less "
-            "(µs, CPU s); below 1 on an events/s row means ours delivers more."]
+            "(µs, CPU s); below 1 on an events/s row means ours delivers more. bare is the same "
+            "app with no middleware, measured in the same runs; 'x bare' rows divide each run by "
+            "its own bare measurement."]
     if meta.get("notes"):
         out += ["", "## Notes", "", *(f"- {note}" for note in meta["notes"])]
     if failures:

@@ -17,11 +17,15 @@ __all__ = [
     "DISTINCT_ID",
     "EVENT_NAME",
     "MAX_QUEUE_SIZE",
+    "REQUEST_HEADERS",
+    "STARLETTE_ROUTE",
     "CaptureFn",
     "OfficialVariant",
     "OursVariant",
     "Variant",
     "available_variants",
+    "build_starlette_app",
+    "variant_named",
 ]
 
 MAX_QUEUE_SIZE = 200_000
@@ -78,6 +82,10 @@ class Variant(abc.ABC):
     def capture_exception(self, client: Any, error: BaseException) -> None:
         client.capture_exception(error)
 
+    @abc.abstractmethod
+    def asgi_middleware(self) -> tuple[Any, dict[str, Any]]:
+        """The library's ASGI middleware class and the options it needs besides ``client``."""
+
 
 class OursVariant(Variant):
     """posthog_integrations.Client."""
@@ -115,6 +123,11 @@ class OursVariant(Variant):
         )
 
         return _context_block(new_context, tag, identify_context, set_context_session)
+
+    def asgi_middleware(self) -> tuple[Any, dict[str, Any]]:
+        from posthog_integrations.asgi import PostHogMiddleware
+
+        return PostHogMiddleware, {}
 
 
 class OfficialVariant(Variant):
@@ -165,6 +178,11 @@ class OfficialVariant(Variant):
             posthog.new_context, posthog.tag, posthog.identify_context, posthog.set_context_session
         )
 
+    def asgi_middleware(self) -> tuple[Any, dict[str, Any]]:
+        from posthog.integrations.asgi import PosthogASGIMiddleware
+
+        return PosthogASGIMiddleware, {}
+
 
 def _context_block(new_context: Callable[[], Any], tag: Callable[[str, Any], None],
                    identify: Callable[[str], None],
@@ -180,6 +198,42 @@ def _context_block(new_context: Callable[[], Any], tag: Callable[[str, Any], Non
             session("session-1")
 
     return block
+
+
+# A browser-like request to a route with a path parameter, carrying both tracing headers.
+STARLETTE_ROUTE = "/items/{item_id}"
+REQUEST_HEADERS = {
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                  "Chrome/130.0 Safari/537.36",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Encoding": "gzip, deflate, br",
+    "Accept-Language": "en-GB,en;q=0.9",
+    "X-POSTHOG-DISTINCT-ID": "user-1",
+    "X-POSTHOG-SESSION-ID": "0192f0c1-7d1e-7cc2-8d5e-2f6a3b9c4d10",
+}
+
+
+def build_starlette_app(variant: Variant | None, client: Any) -> Any:
+    """A one-route Starlette app, wrapped the way users add middleware (bare when None)."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def item(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"item {request.path_params['item_id']}")
+
+    middleware = []
+    if variant is not None:
+        middleware_class, options = variant.asgi_middleware()
+        middleware.append(Middleware(middleware_class, client=client, **options))
+    return Starlette(routes=[Route(STARLETTE_ROUTE, item)], middleware=middleware)
+
+
+def variant_named(name: str) -> Variant:
+    factory = {"ours": OursVariant, "official": OfficialVariant}[name]
+    return factory()
 
 
 def available_variants() -> tuple[list[Variant], dict[str, str]]:
