@@ -145,7 +145,7 @@ def _target(row: Row) -> str:
     if row.target is None:
         return "-"
     sign = "≤" if row.lower_is_better else "≥"
-    text = f"{sign} {_number(row.target, 0 if row.target == int(row.target) else 1)}"
+    text = f"{sign} {row.target:,g}"
     return f"{text} ({row.reference})" if row.reference else text
 
 

@@ -164,8 +164,11 @@ def test_a_streamed_response_keeps_the_context(test_client: TestClient, client: 
 def test_an_error_mid_stream_is_captured_with_the_status_sent(
     test_client: TestClient, client: Client, sink: LocalSink
 ) -> None:
-    with pytest.raises(Boom):
+    # Starlette before 0.41 wraps it in an ExceptionGroup (its task group): either reaches us.
+    with pytest.raises(Exception) as raised:
         test_client.get("/stream?fail=1", headers=IDENTITY)
+    assert isinstance(raised.value, Boom) or any(
+        isinstance(member, Boom) for member in getattr(raised.value, "exceptions", ()))
     [mid] = delivered(client, sink, event="mid stream")
     [error] = sink.events(event="$exception")
     assert mid["distinct_id"] == error["distinct_id"] == "user-1"
