@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
+import encodings.idna  # noqa: F401
 import gzip as gzip_module
 import json
+import netrc  # noqa: F401
 import random
 
 import requests
@@ -14,6 +16,11 @@ import requests
 from posthog_integrations._version import VERSION
 
 from .events import LIB_NAME, utc_now
+
+# netrc and encodings.idna are imported here, in the importing thread, because requests and
+# socket otherwise import them on the first request, in the sender thread. A fork() in the middle
+# of that import leaves the module's import lock held in the child by a thread that does not
+# exist there, and the child's sender deadlocks on its first request.
 
 BATCH_PATH = "/batch/"
 USER_AGENT = f"{LIB_NAME}/{VERSION}"

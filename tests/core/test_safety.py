@@ -221,3 +221,13 @@ def test_fork_while_another_thread_captures_does_not_deadlock(
 
 def test_logger_is_namespaced() -> None:
     assert logging.getLogger("posthog_integrations").name == "posthog_integrations"
+
+
+def test_modules_imported_lazily_on_the_first_request_are_imported_up_front() -> None:
+    # A fork while the sender thread first-imports one of them would leave its import lock held
+    # in the child, whose sender would then hang on its first request.
+    code = ("import sys, posthog_integrations; "
+            "print('netrc' in sys.modules, 'encodings.idna' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30, check=True)
+    assert result.stdout.split() == ["True", "True"]
