@@ -55,29 +55,20 @@ class PostHogMiddleware:
             await self.app(scope, receive, send)
             return
 
-        status: int | None = None
-        content_type: str | None = None
-        watch_content_type = request.options.capture_pageviews and scope.get("method") == "GET"
-
-        async def send_watching_status(message: Message) -> None:
-            nonlocal status, content_type
-            if message["type"] == "http.response.start":
-                status = message.get("status")
-                if watch_content_type:
-                    content_type = _header(message.get("headers"), b"content-type")
-            await send(message)
-
+        response = _ResponseWatcher(
+            send, request.options.capture_pageviews and scope.get("method") == "GET"
+        )
         root_path = scope.get("root_path") or ""
         with request:
             try:
-                await self.app(scope, receive, send_watching_status)
+                await self.app(scope, receive, response)
             except Exception as error:
                 request.set_route(_route_template(scope, root_path))
-                request.capture_exception(error, status)
+                request.capture_exception(error, response.status)
                 raise
-            if watch_content_type:
+            if response.watch_content_type:
                 request.set_route(_route_template(scope, root_path))
-                request.finish(status, content_type)
+                request.finish(response.status, response.content_type)
 
     def _flushing_at_shutdown(self, send: Send) -> Send:
         async def send_after_flush(message: Message) -> None:
@@ -98,6 +89,25 @@ class PostHogMiddleware:
             await loop.run_in_executor(None, self._tracker.flush, self._flush_timeout)
         except Exception:
             logger.exception("flushing PostHog events at lifespan shutdown failed")
+
+
+class _ResponseWatcher:
+    """The ``send`` handed to the app: forwards every message, noting the response status."""
+
+    __slots__ = ("content_type", "send", "status", "watch_content_type")
+
+    def __init__(self, send: Send, watch_content_type: bool) -> None:
+        self.send = send
+        self.watch_content_type = watch_content_type
+        self.status: int | None = None
+        self.content_type: str | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message.get("status")
+            if self.watch_content_type:
+                self.content_type = _header(message.get("headers"), b"content-type")
+        await self.send(message)
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]] | None, wanted: bytes) -> str | None:

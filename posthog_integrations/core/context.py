@@ -50,28 +50,29 @@ _default_client: Callable[[], ExceptionCapturer] | None = None
 
 
 class LazyTags(Mapping[str, Any]):
-    """Tags computed on first use, then fixed.
+    """Tags computed on first use, then fixed: subclass it and implement :meth:`compute`.
 
     Adapters install a request's tags this way, so a request that captures nothing never pays
     for reading its URL and headers. A failing ``compute`` is logged and yields no tags.
     """
 
-    __slots__ = ("_compute", "_tags")
+    __slots__ = ("_tags",)
 
-    def __init__(self, compute: Callable[[], Mapping[str, Any]]) -> None:
-        self._compute: Callable[[], Mapping[str, Any]] | None = compute
+    def __init__(self) -> None:
         self._tags: Mapping[str, Any] | None = None
+
+    def compute(self) -> Mapping[str, Any]:
+        raise NotImplementedError
 
     def resolve(self) -> Mapping[str, Any]:
         tags = self._tags
         if tags is None:
-            compute = self._compute
             try:
-                tags = compute() if compute is not None else {}
+                tags = self.compute()
             except Exception:
                 logger.exception("computing a context's tags failed; its events go without them")
                 tags = {}
-            self._tags, self._compute = tags, None
+            self._tags = tags
         return tags
 
     def __getitem__(self, name: str) -> Any:

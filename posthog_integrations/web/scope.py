@@ -110,8 +110,8 @@ class RequestTracker:
             return None
 
 
-class _RequestFacts:
-    """Reads a request's description and tags on first use.
+class _RequestTags(LazyTags):
+    """A request's tags, and the description they come from, read on first use.
 
     Separate from :class:`RequestContext` so that the tags installed in the context do not
     point back at it: no reference cycle, nothing left for the garbage collector per request.
@@ -121,6 +121,7 @@ class _RequestFacts:
 
     def __init__(self, request: Any, read_info: Callable[[Any], RequestInfo],
                  options: RequestOptions, parent_tags: Mapping[str, Any] | None) -> None:
+        self._tags = None
         self.request = request
         self.options = options
         self._read_info = read_info
@@ -134,7 +135,7 @@ class _RequestFacts:
             info = self._info = self._read_info(self.request)
         return info
 
-    def tags(self) -> dict[str, Any]:
+    def compute(self) -> dict[str, Any]:
         info, options = self.info, self.options
         tags: dict[str, Any] = {"$current_url": info.url(with_query=options.capture_query_string)}
         if info.method is not None:  # a websocket has no method
@@ -181,8 +182,8 @@ class RequestContext:
             parent_tags = parent[2]
             distinct_id = distinct_id or parent[0]
             session_id = session_id or parent[1]
-        self._facts = facts = _RequestFacts(request, read_info, options, parent_tags)
-        self._scope: Scope = (distinct_id, session_id, LazyTags(facts.tags), client)
+        self._facts = facts = _RequestTags(request, read_info, options, parent_tags)
+        self._scope: Scope = (distinct_id, session_id, facts, client)
 
     @property
     def request(self) -> Any:
