@@ -48,17 +48,18 @@ class PostHogMiddleware:
         if kind == "lifespan":
             await self.app(scope, receive, self._flushing_at_shutdown(send))
             return
-        request = self._tracker.open(
-            scope, asgi_path, tracing_ids_from_asgi, RequestInfo.from_asgi
-        ) if kind in _TRACKED else None
+        if kind not in _TRACKED:
+            await self.app(scope, receive, send)
+            return
+        response = _ResponseWatcher(send, scope.get("root_path") or "")
+        request = self._tracker.open(scope, asgi_path, tracing_ids_from_asgi, response.read_info)
         if request is None:
             await self.app(scope, receive, send)
             return
-
-        response = _ResponseWatcher(
-            send, request.options.capture_pageviews and scope.get("method") == "GET"
+        response.watch_content_type = (
+            request.options.capture_pageviews and scope.get("method") == "GET"
         )
-        root_path = scope.get("root_path") or ""
+        root_path = response.root_path
         with request:
             try:
                 await self.app(scope, receive, response)
@@ -92,15 +93,26 @@ class PostHogMiddleware:
 
 
 class _ResponseWatcher:
-    """The ``send`` handed to the app: forwards every message, noting the response status."""
+    """The ``send`` handed to the app: forwards every message, noting the response status.
 
-    __slots__ = ("content_type", "send", "status", "watch_content_type")
+    It also remembers the ``root_path`` the request arrived with, to describe the request
+    later with its route template (routing adds mount prefixes to ``root_path``).
+    """
 
-    def __init__(self, send: Send, watch_content_type: bool) -> None:
+    __slots__ = ("content_type", "root_path", "send", "status", "watch_content_type")
+
+    def __init__(self, send: Send, root_path: str) -> None:
         self.send = send
-        self.watch_content_type = watch_content_type
+        self.root_path = root_path
+        self.watch_content_type = False
         self.status: int | None = None
         self.content_type: str | None = None
+
+    def read_info(self, scope: Scope) -> RequestInfo:
+        """The request, with its route when the router has matched one by now."""
+        info = RequestInfo.from_asgi(scope)
+        route = _route_template(scope, self.root_path) if "endpoint" in scope else None
+        return info._replace(route=route) if route else info
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":

@@ -108,6 +108,15 @@ def test_captures_in_a_view_carry_the_request(test_client: TestClient, client: C
     assert props["$current_url"] == "http://testserver/items/42"
     assert (props["$request_method"], props["$request_path"]) == ("GET", "/items/42")
     assert (props["handler"], props["item"]) == ("/items/42", "42")
+    assert props["$route"] == "/items/{item_id}"
+
+
+def test_captures_under_a_mount_carry_the_full_route(test_client: TestClient, client: Client,
+                                                    sink: LocalSink) -> None:
+    test_client.get("/api/items/7")
+    [event] = delivered(client, sink, event="item viewed")
+    assert event["properties"]["$route"] == "/api/items/{item_id}"
+    assert event["properties"]["$request_path"] == "/api/items/7"
 
 
 def test_an_exception_reaches_the_server_unchanged_and_is_captured_once(
