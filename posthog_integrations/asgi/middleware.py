@@ -59,16 +59,15 @@ class PostHogMiddleware:
         response.watch_content_type = (
             request.options.capture_pageviews and scope.get("method") == "GET"
         )
-        root_path = response.root_path
         with request:
             try:
                 await self.app(scope, receive, response)
             except Exception as error:
-                request.set_route(_route_template(scope, root_path))
+                request.set_route(_route_template(scope, response.root_path))
                 request.capture_exception(error, response.status)
                 raise
             if response.watch_content_type:
-                request.set_route(_route_template(scope, root_path))
+                request.set_route(_route_template(scope, response.root_path))
                 request.finish(response.status, response.content_type)
 
     def _flushing_at_shutdown(self, send: Send) -> Send:

@@ -9,6 +9,7 @@ state, and reading the state at capture time is one lookup, never a walk up a ch
 
 from __future__ import annotations
 
+import abc
 import contextvars
 import functools
 import inspect
@@ -61,8 +62,9 @@ class LazyTags(Mapping[str, Any]):
     def __init__(self) -> None:
         self._tags: Mapping[str, Any] | None = None
 
+    @abc.abstractmethod
     def compute(self) -> Mapping[str, Any]:
-        raise NotImplementedError
+        """The tags, computed once; called on first use."""
 
     def resolve(self) -> Mapping[str, Any]:
         tags = self._tags

@@ -121,7 +121,7 @@ class _RequestTags(LazyTags):
 
     def __init__(self, request: Any, read_info: Callable[[Any], RequestInfo],
                  options: RequestOptions, parent_tags: Mapping[str, Any] | None) -> None:
-        self._tags = None
+        self._tags = None  # LazyTags.__init__, inlined: this runs for every request
         self.request = request
         self.options = options
         self._read_info = read_info
