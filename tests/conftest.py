@@ -12,6 +12,14 @@ from posthog_integrations import Client
 from posthog_integrations.sink import LocalSink
 
 API_KEY = "phc_test_secret_key_123"
+
+try:
+    import django
+
+    _HAS_DJANGO = django.VERSION >= (5, 2)
+except ImportError:
+    _HAS_DJANGO = False
+collect_ignore = [] if _HAS_DJANGO else ["django"]
 ClientFactory = Callable[..., Client]
 
 

@@ -190,6 +190,11 @@ class RequestContext:
         return self._facts.request
 
     @property
+    def distinct_id(self) -> str | None:
+        """The distinct id events captured in this request get (as last entered or left)."""
+        return self._scope[0]
+
+    @property
     def info(self) -> RequestInfo:
         return self._facts.info
 

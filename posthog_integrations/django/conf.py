@@ -1,0 +1,91 @@
+"""``settings.POSTHOG``: one dict, read once, checked, with dotted paths for the hooks.
+
+Keys are upper case: ``API_KEY``, ``HOST``, ``DISABLED``, ``DEBUG``, ``SYNC_MODE``, any other
+client option (``FLUSH_AT``, ``BEFORE_SEND``, ...), the request options (``CAPTURE_EXCEPTIONS``,
+``CAPTURE_PAGEVIEWS``, ``EXCLUDE_PATHS``, ``TRUSTED_PROXIES``, ``EXTRA_TAGS``, ``TAG_MAP``,
+``REQUEST_FILTER``, ...) and ``IDENTIFY_USER``. Unset keys fall back to the environment
+(``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and then to the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from posthog_integrations.core.options import ClientOptions, ConfigurationError
+from posthog_integrations.web.options import RequestOptions, RequestSettings
+
+CLIENT_KEYS = frozenset(name.upper() for name in ClientOptions.names())
+REQUEST_KEYS = frozenset(name.upper() for name in RequestSettings.__annotations__)
+DJANGO_KEYS = frozenset({"IDENTIFY_USER"})
+KNOWN_KEYS = CLIENT_KEYS | REQUEST_KEYS | DJANGO_KEYS
+HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "BEFORE_SEND", "ON_ERROR"})
+
+
+@dataclasses.dataclass(frozen=True)
+class DjangoConfig:
+    """``settings.POSTHOG``, split into what the client, the requests and Django itself take."""
+
+    client_options: dict[str, Any]
+    request_options: RequestOptions
+    identify_user: bool
+    unknown_keys: tuple[str, ...]
+
+
+def posthog_settings() -> Mapping[str, Any]:
+    value = getattr(settings, "POSTHOG", None)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(
+            f"settings.POSTHOG must be a dict such as {{'API_KEY': 'phc_...'}}, got "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
+def load() -> DjangoConfig:
+    """Read and check ``settings.POSTHOG``; raise ``ImproperlyConfigured`` naming a bad key."""
+    raw = posthog_settings()
+    values = {key: _resolve_hook(key, value) if key in HOOK_KEYS else value
+              for key, value in raw.items() if key in KNOWN_KEYS}
+    client_options = {key.lower(): value for key, value in values.items() if key in CLIENT_KEYS}
+    try:
+        ClientOptions.resolve(client_options, environ={})  # check the values now, not later
+        request_options = RequestOptions.build(
+            {key.lower(): value for key, value in values.items() if key in REQUEST_KEYS}
+        )
+    except ConfigurationError as error:
+        raise ImproperlyConfigured(_naming_the_key(str(error))) from None
+    identify_user = values.get("IDENTIFY_USER", True)
+    if not isinstance(identify_user, bool):
+        raise ImproperlyConfigured(
+            f"settings.POSTHOG['IDENTIFY_USER']: expected True or False, got {identify_user!r}"
+        )
+    unknown = tuple(sorted(str(key) for key in raw if key not in KNOWN_KEYS))
+    return DjangoConfig(client_options, request_options, identify_user, unknown)
+
+
+def _resolve_hook(key: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return import_string(value)
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            f"settings.POSTHOG[{key!r}]: cannot import {value!r} ({error})"
+        ) from None
+
+
+def _naming_the_key(message: str) -> str:
+    """``flush_at must be ...`` becomes ``settings.POSTHOG['FLUSH_AT'] must be ...``."""
+    name, _, rest = message.partition(" ")
+    key = name.rstrip(":").upper()
+    if key in KNOWN_KEYS:
+        return f"settings.POSTHOG[{key!r}]{':' if name.endswith(':') else ''} {rest}"
+    return f"settings.POSTHOG: {message}"

@@ -1,0 +1,166 @@
+"""Django middleware: one PostHog context per request, sync or async, whichever the stack is."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponseBase, StreamingHttpResponse
+
+from posthog_integrations.core.context import identify_context
+from posthog_integrations.web import RequestContext, RequestInfo, RequestTracker, current_request
+from posthog_integrations.web.request import tracing_ids_from_wsgi
+
+from . import conf
+
+logger = logging.getLogger("posthog_integrations")
+
+# What Django answers with 404, 403 and 400: expected, not errors worth an $exception event.
+NOT_CAPTURED = (Http404, PermissionDenied, SuspiciousOperation)
+
+
+def read_request(request: HttpRequest) -> RequestInfo:
+    """A Django request as the request layer sees it (``META`` is a WSGI environ in shape)."""
+    info = RequestInfo.from_wsgi(request.META)
+    match = getattr(request, "resolver_match", None)
+    route = f"/{match.route}" if match is not None and match.route else None
+    return info._replace(scheme=request.scheme or info.scheme, path=request.path, route=route)
+
+
+def _path(request: HttpRequest) -> str:
+    return str(request.path)
+
+
+def _tracing_ids(request: HttpRequest) -> tuple[str | None, str | None]:
+    return tracing_ids_from_wsgi(request.META)
+
+
+class PostHogMiddleware:
+    """``MIDDLEWARE += ["posthog_integrations.django.PostHogMiddleware"]``, after
+    ``AuthenticationMiddleware``.
+
+    Each request runs in a context bound to the default client (configured from
+    ``settings.POSTHOG``), with identity from the ``X-POSTHOG-DISTINCT-ID`` header or, when it is
+    absent and ``IDENTIFY_USER`` is on, the logged-in user's primary key; ``$route`` comes from
+    the resolved URL pattern. View exceptions are captured once (not ``Http404``,
+    ``PermissionDenied`` or ``SuspiciousOperation``); Django still turns them into responses.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        config = conf.load()
+        self._identify_user = config.identify_user
+        self._tracker = RequestTracker(None, config.request_options, "django")
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        context = self._tracker.open(request, _path, _tracing_ids, read_request)
+        if context is None:  # excluded, or our ASGI/WSGI middleware already tracks it
+            if self._needs_user(current_request()):
+                _identify(getattr(request, "user", None))
+            return self.get_response(request)
+        with context:
+            if self._needs_user(context):
+                _identify(getattr(request, "user", None))
+            response = self.get_response(request)
+        return _keep_context_while_streaming(response, context)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        context = self._tracker.open(request, _path, _tracing_ids, read_request)
+        if context is None:
+            if self._needs_user(current_request()):
+                _identify(await _auser(request))
+            return await self.get_response(request)
+        with context:
+            if self._needs_user(context):
+                _identify(await _auser(request))
+            response = await self.get_response(request)
+        return _keep_context_while_streaming(response, context)
+
+    def _needs_user(self, context: RequestContext | None) -> bool:
+        """Only then is the user read: no session or database work when the header names one."""
+        return self._identify_user and context is not None and context.distinct_id is None
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        context = current_request()
+        match = request.resolver_match
+        if context is not None and match is not None and match.route:
+            context.set_route(f"/{match.route}")
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        context = current_request()
+        if context is not None and not isinstance(exception, NOT_CAPTURED):
+            context.capture_exception(exception)
+
+
+async def _auser(request: HttpRequest) -> Any:
+    auser = getattr(request, "auser", None)  # set by AuthenticationMiddleware
+    if auser is None:
+        return None
+    try:
+        return await auser()
+    except Exception:  # a broken auth backend is the app's to report, not ours
+        logger.debug("could not read the request's user", exc_info=True)
+        return None
+
+
+def _identify(user: Any) -> None:
+    """Identify the context by an authenticated user's primary key; nothing else about them."""
+    try:
+        if user is not None and user.is_authenticated:
+            identify_context(str(user.pk))
+    except Exception:
+        logger.debug("could not read the request's user", exc_info=True)
+
+
+def _keep_context_while_streaming(response: HttpResponseBase,
+                                  context: RequestContext) -> HttpResponseBase:
+    """Re-enter the request's context for every chunk a streaming response produces."""
+    if isinstance(response, StreamingHttpResponse):
+        status = response.status_code
+        content: Any = response.streaming_content
+        response.streaming_content = (
+            _async_chunks(content, context, status) if response.is_async
+            else _sync_chunks(content, context, status)
+        )
+    return response
+
+
+def _sync_chunks(chunks: Iterator[bytes], context: RequestContext,
+                 status: int) -> Iterator[bytes]:
+    iterator = iter(chunks)
+    while True:
+        with context:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:
+                context.capture_exception(error, status)
+                raise
+        yield chunk
+
+
+async def _async_chunks(chunks: AsyncIterator[bytes], context: RequestContext,
+                        status: int) -> AsyncIterator[bytes]:
+    iterator = chunks.__aiter__()
+    while True:
+        with context:
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as error:
+                context.capture_exception(error, status)
+                raise
+        yield chunk

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+from . import views
+
+api = [path("items/<int:item_id>/", views.item)]
+
+urlpatterns = [
+    path("items/<int:item_id>/", views.item),
+    path("async/items/<int:item_id>/", views.async_item),
+    path("fail/", views.fail),
+    path("async/fail/", views.async_fail),
+    path("missing/", views.missing),
+    path("forbidden/", views.forbidden),
+    path("stream/", views.stream),
+    path("async/stream/", views.async_stream),
+    path("api/", include(api)),
+]
