@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -65,11 +66,12 @@ def _middleware_order(raw: Any) -> list[CheckMessage]:
 def _cors_headers() -> list[CheckMessage]:
     if "corsheaders" not in getattr(settings, "INSTALLED_APPS", ()):
         return []
-    try:
+    defaults: tuple[str, ...] = ()
+    with contextlib.suppress(ImportError):  # CORS_ALLOW_HEADERS unset: corsheaders' defaults
         from corsheaders.defaults import default_headers
-    except ImportError:
-        default_headers = ()
-    allowed = {str(h).lower() for h in getattr(settings, "CORS_ALLOW_HEADERS", default_headers)}
+
+        defaults = tuple(default_headers)
+    allowed = {str(h).lower() for h in getattr(settings, "CORS_ALLOW_HEADERS", defaults)}
     missing = [header for header in TRACING_HEADERS if header.lower() not in allowed]
     if not missing:
         return []
