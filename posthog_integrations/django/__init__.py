@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PostHogMiddleware"]
+__all__ = ["PostHogMiddleware", "PosthogContextMiddleware"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that listing the app in INSTALLED_APPS imports no Django machinery early.
-    if name == "PostHogMiddleware":
-        from .middleware import PostHogMiddleware
+    if name in __all__:
+        from . import middleware
 
-        return PostHogMiddleware
+        return getattr(middleware, name)
     raise AttributeError(name)

@@ -25,6 +25,17 @@ REQUEST_KEYS = frozenset(name.upper() for name in RequestSettings.__annotations_
 DJANGO_KEYS = frozenset({"IDENTIFY_USER"})
 KNOWN_KEYS = CLIENT_KEYS | REQUEST_KEYS | DJANGO_KEYS
 HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "BEFORE_SEND", "ON_ERROR"})
+# The official package's flat settings, each with the POSTHOG key it stands for (first wins).
+OFFICIAL_SETTINGS = (
+    ("POSTHOG_MW_CAPTURE_EXCEPTIONS", "CAPTURE_EXCEPTIONS"),
+    ("POSTHOG_MW_REQUEST_FILTER", "REQUEST_FILTER"),
+    ("POSTHOG_MW_EXTRA_PROPERTIES", "EXTRA_TAGS"),
+    ("POSTHOG_MW_EXTRA_TAGS", "EXTRA_TAGS"),
+    ("POSTHOG_MW_PROPERTIES_MAP", "TAG_MAP"),
+    ("POSTHOG_MW_TAG_MAP", "TAG_MAP"),
+    ("POSTHOG_MW_CAPTURE_TRACING_HEADERS", "CAPTURE_TRACING_HEADERS"),
+    ("POSTHOG_MW_TRUST_TRACING_HEADERS", "CAPTURE_TRACING_HEADERS"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +60,17 @@ def posthog_settings() -> Mapping[str, Any]:
     return value
 
 
-def load() -> DjangoConfig:
-    """Read and check ``settings.POSTHOG``; raise ``ImproperlyConfigured`` naming a bad key."""
-    raw = posthog_settings()
+def load(*, official_settings: bool = False) -> DjangoConfig:
+    """Read and check ``settings.POSTHOG``; raise ``ImproperlyConfigured`` naming a bad key.
+
+    With ``official_settings``, the official package's ``POSTHOG_MW_*`` settings fill in what
+    ``settings.POSTHOG`` leaves unset.
+    """
+    raw = dict(posthog_settings())
+    if official_settings:
+        for name, key in OFFICIAL_SETTINGS:
+            if key not in raw and hasattr(settings, name):
+                raw[key] = getattr(settings, name)
     values = {key: _resolve_hook(key, value) if key in HOOK_KEYS else value
               for key, value in raw.items() if key in KNOWN_KEYS}
     client_options = {key.lower(): value for key, value in values.items() if key in CLIENT_KEYS}

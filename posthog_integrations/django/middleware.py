@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import identify_context
 from posthog_integrations.web import RequestContext, RequestInfo, RequestTracker, current_request
 from posthog_integrations.web.request import tracing_ids_from_wsgi
@@ -51,12 +53,13 @@ class PostHogMiddleware:
 
     sync_capable = True
     async_capable = True
+    reads_official_settings = False
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        config = conf.load()
+        config = conf.load(official_settings=self.reads_official_settings)
         self._identify_user = config.identify_user
-        self._tracker = RequestTracker(None, config.request_options, "django")
+        self._tracker = RequestTracker(self._client(), config.request_options, "django")
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -87,6 +90,10 @@ class PostHogMiddleware:
             response = await self.get_response(request)
         return _keep_context_while_streaming(response, context)
 
+    def _client(self) -> Client | None:
+        """None: the default client, configured from ``settings.POSTHOG``."""
+        return None
+
     def _needs_user(self, context: RequestContext | None) -> bool:
         """Only then is the user read: no session or database work when the header names one."""
         return self._identify_user and context is not None and context.distinct_id is None
@@ -101,6 +108,26 @@ class PostHogMiddleware:
         context = current_request()
         if context is not None and not isinstance(exception, NOT_CAPTURED):
             context.capture_exception(exception)
+
+
+class PosthogContextMiddleware(PostHogMiddleware):
+    """A drop-in for the official package's middleware of the same name.
+
+    Also reads its ``POSTHOG_MW_*`` settings (``POSTHOG_MW_CLIENT``, ``..._CAPTURE_EXCEPTIONS``,
+    ``..._REQUEST_FILTER``, ``..._EXTRA_TAGS``/``..._EXTRA_PROPERTIES``,
+    ``..._TAG_MAP``/``..._PROPERTIES_MAP``, ``..._CAPTURE_TRACING_HEADERS``) where
+    ``settings.POSTHOG`` leaves them unset. Unlike the official middleware it adds no email.
+    """
+
+    reads_official_settings = True
+
+    def _client(self) -> Client | None:
+        client = getattr(settings, "POSTHOG_MW_CLIENT", None)
+        if client is None or isinstance(client, Client):
+            return client
+        logger.warning("POSTHOG_MW_CLIENT is a %s, not a posthog_integrations.Client; "
+                       "using the default client", type(client).__name__)
+        return None
 
 
 async def _auser(request: HttpRequest) -> Any:

@@ -85,3 +85,28 @@ def test_hooks_may_be_dotted_paths() -> None:
     from tests.django.project.views import item
 
     assert config.request_options.extra_tags is item
+
+
+def test_posthog_check_reports_delivery(sink: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    with override_settings(POSTHOG={"API_KEY": "phc_check", "HOST": sink.url}):
+        call_command("posthog_check", stdout=out)
+    assert "PostHog check passed: delivered a test event to" in out.getvalue()
+    [event] = sink.events()
+    assert event["event"] == "posthog_integrations check"
+
+    sink.script(401)
+    with override_settings(POSTHOG={"API_KEY": "phc_wrong", "HOST": sink.url}), \
+            pytest.raises(CommandError, match="answered HTTP 401: the API key was rejected"):
+        call_command("posthog_check")
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    with override_settings(POSTHOG={"HOST": sink.url}), \
+            pytest.raises(CommandError, match="nothing was sent: no API key"):
+        call_command("posthog_check")
+    with override_settings(POSTHOG={"API_KEY": "phc_x", "HOST": "http://127.0.0.1:9"}), \
+            pytest.raises(CommandError, match=r"cannot connect to http://127\.0\.0\.1:9"):
+        call_command("posthog_check", "--timeout", "2")

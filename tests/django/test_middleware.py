@@ -153,3 +153,29 @@ def test_64_concurrent_threaded_requests_are_isolated(default_client: PostHogCli
     for event in events:
         assert event["distinct_id"] == f"user-{event['properties']['item']}"
     assert threading.active_count() < 200
+
+
+def official_extra_tags(request: Any) -> dict[str, Any]:
+    return {"tenant": request.headers.get("X-Tenant")}
+
+
+def test_the_drop_in_alias_reads_the_official_settings(make_client: Any,
+                                                       sink: LocalSink) -> None:
+    from django.test import override_settings
+
+    own_client = make_client()
+    middleware = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "posthog_integrations.django.PosthogContextMiddleware",
+    ]
+    with override_settings(MIDDLEWARE=middleware, POSTHOG_MW_CLIENT=own_client,
+                           POSTHOG_MW_EXTRA_TAGS=official_extra_tags,
+                           POSTHOG_MW_CAPTURE_TRACING_HEADERS=False):
+        Client().get("/items/4/", HTTP_X_TENANT="acme", **IDENTITY)
+        with pytest.raises(ViewFailed):
+            Client().get("/fail/")
+    events = delivered(own_client, sink)
+    assert [e["event"] for e in events] == ["item viewed", "$exception"]
+    assert events[0]["properties"]["tenant"] == "acme"
+    assert events[0]["distinct_id"] != "user-1"  # tracing headers turned off the official way
