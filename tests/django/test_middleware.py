@@ -104,8 +104,23 @@ def test_a_streamed_response_keeps_the_context(default_client: PostHogClient,
     assert event["properties"]["$route"] == "/stream/"
 
 
+MIDDLEWARE_THREADS: list[int] = []
+
+
+def record_middleware_thread(request: Any) -> bool:
+    MIDDLEWARE_THREADS.append(threading.get_ident())
+    return True
+
+
 def test_async_views_stay_on_the_event_loop(default_client: PostHogClient, sink: LocalSink,
                                             user: User) -> None:
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    posthog_settings = {**django_settings.POSTHOG,
+                        "REQUEST_FILTER": "tests.django.test_middleware.record_middleware_thread"}
+    MIDDLEWARE_THREADS.clear()
+
     async def run() -> list[Any]:
         client = AsyncClient()
         await client.aforce_login(user)
@@ -113,11 +128,16 @@ def test_async_views_stay_on_the_event_loop(default_client: PostHogClient, sink:
         second = await client.get("/async/items/6/")
         return [first, second]
 
-    responses = asyncio.run(run())
+    with override_settings(POSTHOG=posthog_settings):
+        responses = asyncio.run(run())
     assert [r.status_code for r in responses] == [200, 200]
+    assert all(r["X-Async-Neighbour"] == "yes" for r in responses)
+    # Our middleware ran on the event loop's thread too: it forced no sync hop.
+    assert set(MIDDLEWARE_THREADS) == {threading.get_ident()}
     events = delivered(default_client, sink, event="async item viewed")
     assert [e["distinct_id"] for e in events] == ["a-1", str(user.pk)]
-    assert all(e["properties"]["on_loop"] for e in events)
+    # The view ran on the event loop's thread: no middleware forced a sync hop.
+    assert {e["properties"]["thread"] for e in events} == {threading.get_ident()}
     assert events[0]["properties"]["$route"] == "/async/items/<int:item_id>/"
 
 

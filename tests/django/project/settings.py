@@ -20,6 +20,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "posthog_integrations.django.PostHogMiddleware",
+    "tests.django.project.middleware.AsyncOnlyMiddleware",
 ]
 DATABASES = {
     "default": {

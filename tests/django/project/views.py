@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -23,9 +22,8 @@ def item(request: HttpRequest, item_id: int) -> HttpResponse:
 
 
 async def async_item(request: HttpRequest, item_id: int) -> HttpResponse:
-    loop = asyncio.get_running_loop()
     posthog.capture("async item viewed", properties={"item": item_id,
-                                                     "on_loop": loop.is_running()})
+                                                     "thread": threading.get_ident()})
     return HttpResponse(f"async item {item_id}")
 
 

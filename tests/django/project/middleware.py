@@ -1,0 +1,21 @@
+"""An async-only neighbour, as some real stacks have (pitfall: forcing a sync hop)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from asgiref.sync import markcoroutinefunction
+
+
+class AsyncOnlyMiddleware:
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: Any) -> Any:
+        response = await self.get_response(request)
+        response["X-Async-Neighbour"] = "yes"
+        return response
