@@ -22,12 +22,13 @@ from typing import Any
 
 from .core import BENCHMARKS as CORE_BENCHMARKS
 from .core import FULL, QUICK, Benchmark, RunResult, run_all
+from .django_requests import DJANGO_BENCHMARKS
 from .endpoint import Endpoint, EndpointError
 from .report import build_rows, environment, generated_at, render_text, table_rows, write_results
 from .variants import MAX_QUEUE_SIZE, available_variants
 from .web import WEB_BENCHMARKS
 
-BENCHMARKS = (*CORE_BENCHMARKS, *WEB_BENCHMARKS)
+BENCHMARKS = (*CORE_BENCHMARKS, *WEB_BENCHMARKS, *DJANGO_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -41,7 +42,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
-                             "exception, capture, delivery, asgi (or a single benchmark "
+                             "exception, capture, delivery, asgi, django (or a single benchmark "
                              "such as capture_10, asgi_direct, asgi_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the JSON results to PATH")

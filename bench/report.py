@@ -85,6 +85,14 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
         Row("asgi_server", "p99_ms", "uvicorn + Starlette p99 latency [ms; median (min-max)]",
             True, None, "", "rounds", 2, floor_metric="bare_p99_ms"),
     ]
+    for key, label in (("django_wsgi_alone", "Django WSGI, middleware alone"),
+                       ("django_wsgi_project", "Django WSGI, startproject stack"),
+                       ("django_asgi_alone", "Django ASGI, middleware alone"),
+                       ("django_asgi_project", "Django ASGI, startproject stack")):
+        rows.append(Row(key, "median_us", f"{label} [µs; median (p10-p90)]", True, None, "",
+                        "samples", 1, floor_metric="bare_us"))
+        rows.append(Row(key, "ratio_to_bare", f"{label} [x bare]", True, 1.15,
+                        "official ≈ 2.65" if key == "django_wsgi_alone" else "", "rounds", 3))
     return [row for row in rows if row.benchmark in keys]
 
 

@@ -66,6 +66,10 @@ class LazyTags(Mapping[str, Any]):
     def compute(self) -> Mapping[str, Any]:
         """The tags, computed once; called on first use."""
 
+    @property
+    def computed(self) -> bool:
+        return self._tags is not None
+
     def resolve(self) -> Mapping[str, Any]:
         tags = self._tags
         if tags is None:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import Http404, HttpRequest, StreamingHttpResponse
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import identify_context
@@ -47,8 +47,9 @@ class PostHogMiddleware:
     Each request runs in a context bound to the default client (configured from
     ``settings.POSTHOG``), with identity from the ``X-POSTHOG-DISTINCT-ID`` header or, when it is
     absent and ``IDENTIFY_USER`` is on, the logged-in user's primary key; ``$route`` comes from
-    the resolved URL pattern. View exceptions are captured once (not ``Http404``,
-    ``PermissionDenied`` or ``SuspiciousOperation``); Django still turns them into responses.
+    the resolved URL pattern, read with the other tags when the first event is captured. View
+    exceptions are captured once (not ``Http404``, ``PermissionDenied`` or
+    ``SuspiciousOperation``); Django still turns them into responses.
     """
 
     sync_capable = True
@@ -73,10 +74,12 @@ class PostHogMiddleware:
                 _identify(getattr(request, "user", None))
             return self.get_response(request)
         with context:
-            if self._needs_user(context):
+            if self._identify_user and context.distinct_id is None:
                 _identify(getattr(request, "user", None))
             response = self.get_response(request)
-        return _keep_context_while_streaming(response, context)
+        if isinstance(response, StreamingHttpResponse):
+            _keep_context_while_streaming(response, context)
+        return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
         context = self._tracker.open(request, _path, _tracing_ids, read_request)
@@ -85,10 +88,12 @@ class PostHogMiddleware:
                 _identify(await _auser(request))
             return await self.get_response(request)
         with context:
-            if self._needs_user(context):
+            if self._identify_user and context.distinct_id is None:
                 _identify(await _auser(request))
             response = await self.get_response(request)
-        return _keep_context_while_streaming(response, context)
+        if isinstance(response, StreamingHttpResponse):
+            _keep_context_while_streaming(response, context)
+        return response
 
     def _client(self) -> Client | None:
         """None: the default client, configured from ``settings.POSTHOG``."""
@@ -97,12 +102,6 @@ class PostHogMiddleware:
     def _needs_user(self, context: RequestContext | None) -> bool:
         """Only then is the user read: no session or database work when the header names one."""
         return self._identify_user and context is not None and context.distinct_id is None
-
-    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
-        context = current_request()
-        match = request.resolver_match
-        if context is not None and match is not None and match.route:
-            context.set_route(f"/{match.route}")
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         context = current_request()
@@ -150,17 +149,15 @@ def _identify(user: Any) -> None:
         logger.debug("could not read the request's user", exc_info=True)
 
 
-def _keep_context_while_streaming(response: HttpResponseBase,
-                                  context: RequestContext) -> HttpResponseBase:
+def _keep_context_while_streaming(response: StreamingHttpResponse,
+                                  context: RequestContext) -> None:
     """Re-enter the request's context for every chunk a streaming response produces."""
-    if isinstance(response, StreamingHttpResponse):
-        status = response.status_code
-        content: Any = response.streaming_content
-        response.streaming_content = (
-            _async_chunks(content, context, status) if response.is_async
-            else _sync_chunks(content, context, status)
-        )
-    return response
+    status = response.status_code
+    content: Any = response.streaming_content
+    response.streaming_content = (
+        _async_chunks(content, context, status) if response.is_async
+        else _sync_chunks(content, context, status)
+    )
 
 
 def _sync_chunks(chunks: Iterator[bytes], context: RequestContext,

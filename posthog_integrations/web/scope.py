@@ -38,9 +38,20 @@ logger = logging.getLogger("posthog_integrations")
 
 HOOK_WARNING_INTERVAL = 60.0
 _hook_warned_at: dict[str, float] = {}
+_get_default_client: Callable[[], Client] | None = None
 _active: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
     "posthog_integrations.request", default=None
 )
+
+
+def _default_client() -> Client:
+    """The facade's default client; its import is done once, not on every request."""
+    global _get_default_client
+    if _get_default_client is None:
+        from posthog_integrations import get_client  # the facade imports no adapter: no cycle
+
+        _get_default_client = get_client
+    return _get_default_client()
 
 
 def current_request() -> RequestContext | None:
@@ -64,11 +75,7 @@ class RequestTracker:
 
     @property
     def client(self) -> Client:
-        if self._client is not None:
-            return self._client
-        from posthog_integrations import get_client  # the facade imports no adapter: no cycle
-
-        return get_client()
+        return self._client if self._client is not None else _default_client()
 
     def flush(self, timeout: float) -> bool:
         """Flush this adapter's client (the default client only if it was ever built)."""
@@ -103,8 +110,8 @@ class RequestTracker:
             distinct_id, session_id = (
                 read_ids(request) if options.capture_tracing_headers else (None, None)
             )
-            return RequestContext(self._client or self.client, options, self.source, request,
-                                  read_info, distinct_id, session_id)
+            return RequestContext(self.client, options, self.source, request, read_info,
+                                  distinct_id, session_id)
         except Exception:
             logger.exception("could not open the PostHog request context; the request goes on")
             return None
@@ -117,11 +124,12 @@ class _RequestTags(LazyTags):
     point back at it: no reference cycle, nothing left for the garbage collector per request.
     """
 
-    __slots__ = ("_info", "_parent_tags", "_read_info", "options", "request")
+    __slots__ = ("_info", "_parent_tags", "_read_info", "options", "request", "route")
 
     def __init__(self, request: Any, read_info: Callable[[Any], RequestInfo],
                  options: RequestOptions, parent_tags: Mapping[str, Any] | None) -> None:
         self._tags = None  # LazyTags.__init__, inlined: this runs for every request
+        self.route: str | None = None
         self.request = request
         self.options = options
         self._read_info = read_info
@@ -141,8 +149,9 @@ class _RequestTags(LazyTags):
         if info.method is not None:  # a websocket has no method
             tags["$request_method"] = info.method
         tags["$request_path"] = info.path
-        if info.route:
-            tags["$route"] = info.route
+        route = self.route or info.route
+        if route:
+            tags["$route"] = route
         if info.user_agent:
             tags["$user_agent"] = info.user_agent
         if options.proxy_trust is not None:
@@ -165,8 +174,7 @@ class RequestContext:
     user's hooks; ``info`` is read from it on first use.
     """
 
-    __slots__ = ("_facts", "_marker", "_scope", "_token", "client", "options", "route", "source",
-                 "started")
+    __slots__ = ("_facts", "_marker", "_scope", "_token", "client", "options", "source", "started")
 
     def __init__(self, client: Client, options: RequestOptions, source: str, request: Any,
                  read_info: Callable[[Any], RequestInfo], distinct_id: str | None,
@@ -174,7 +182,6 @@ class RequestContext:
         self.client = client
         self.options = options
         self.source = source
-        self.route: str | None = None
         self.started = time.perf_counter() if options.capture_pageviews else 0.0
         parent = current_scope()
         parent_tags = None
@@ -216,11 +223,13 @@ class RequestContext:
     def set_route(self, route: str | None) -> None:
         """Record the route template the framework resolved; events captured after it carry it.
 
-        Call it inside ``with request:``, before capturing the exception or finishing.
+        Cheap while no event was captured yet: the route joins the tags when they are computed.
+        Call it inside ``with request:``.
         """
-        if route and route != self.route:
-            self.route = route
-            if _active.get() is self:
+        facts = self._facts
+        if route and route != facts.route:
+            facts.route = route
+            if facts.computed and _active.get() is self:
                 tag("$route", route)
 
     def capture_exception(self, error: BaseException, status: int | None = None) -> None:
