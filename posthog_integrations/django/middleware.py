@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.core.signals import got_request_exception
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 
 from posthog_integrations.core.client import Client
@@ -58,6 +60,7 @@ class PostHogMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        got_request_exception.connect(_on_request_exception, dispatch_uid=__name__)
         config = conf.load(official_settings=self.reads_official_settings)
         self._identify_user = config.identify_user
         self._tracker = RequestTracker(self._client(), config.request_options, "django")
@@ -107,6 +110,17 @@ class PostHogMiddleware:
         context = current_request()
         if context is not None and not isinstance(exception, NOT_CAPTURED):
             context.capture_exception(exception)
+
+
+def _on_request_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    """Django's signal for exceptions it turns into error responses, including those raised by
+    middleware further in, which ``process_exception`` never sees. Captured once either way."""
+    error = sys.exc_info()[1]
+    context = current_request()
+    if context is not None and isinstance(error, Exception) and not isinstance(
+        error, NOT_CAPTURED
+    ):
+        context.capture_exception(error)
 
 
 class PosthogContextMiddleware(PostHogMiddleware):

@@ -86,6 +86,23 @@ def test_the_500_response_is_unchanged(default_client: PostHogClient, sink: Loca
     assert len(delivered(default_client, sink, event="$exception")) == 1
 
 
+def test_a_manual_capture_then_raise_is_one_event(default_client: PostHogClient,
+                                                  sink: LocalSink) -> None:
+    with pytest.raises(ViewFailed):
+        Client().get("/captured-then-raised/", **IDENTITY)
+    [error] = delivered(default_client, sink, event="$exception")
+    assert error["properties"]["$exception_list"][0]["mechanism"]["handled"] is True
+
+
+def test_an_exception_raised_by_an_inner_middleware_is_captured(default_client: PostHogClient,
+                                                                sink: LocalSink) -> None:
+    with pytest.raises(RuntimeError, match="middleware failed"):
+        Client().get("/middleware-fails/", **IDENTITY)
+    [error] = delivered(default_client, sink, event="$exception")
+    assert error["distinct_id"] == "user-1"
+    assert error["properties"]["$exception_message"] == "middleware failed"
+
+
 @pytest.mark.parametrize(("path", "status"), [("/missing/", 404), ("/forbidden/", 403),
                                               ("/nowhere/", 404)])
 def test_expected_errors_are_not_exceptions(path: str, status: int,

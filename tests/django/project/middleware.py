@@ -19,3 +19,15 @@ class AsyncOnlyMiddleware:
         response = await self.get_response(request)
         response["X-Async-Neighbour"] = "yes"
         return response
+
+
+class FailingMiddleware:
+    """Raises for one path, from inside the middleware chain (not from a view)."""
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        if request.path == "/middleware-fails/":
+            raise RuntimeError("middleware failed")
+        return self.get_response(request)

@@ -21,6 +21,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "posthog_integrations.django.PostHogMiddleware",
     "tests.django.project.middleware.AsyncOnlyMiddleware",
+    "tests.django.project.middleware.FailingMiddleware",
 ]
 DATABASES = {
     "default": {

@@ -16,4 +16,6 @@ urlpatterns = [
     path("stream/", views.stream),
     path("async/stream/", views.async_stream),
     path("api/", include(api)),
+    path("captured-then-raised/", views.captured_then_raised),
+    path("middleware-fails/", views.item, {"item_id": 0}),
 ]

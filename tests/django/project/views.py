@@ -63,3 +63,11 @@ async def async_stream(request: HttpRequest) -> StreamingHttpResponse:
         yield b"second\n"
 
     return StreamingHttpResponse(chunks())
+
+
+def captured_then_raised(request: HttpRequest) -> HttpResponse:
+    try:
+        raise ViewFailed("seen twice")
+    except ViewFailed:
+        posthog.capture_exception()
+        raise
