@@ -63,6 +63,7 @@ class PostHogMiddleware:
         got_request_exception.connect(_on_request_exception, dispatch_uid=__name__)
         config = conf.load(official_settings=self.reads_official_settings)
         self._identify_user = config.identify_user
+        self._pageviews = config.request_options.capture_pageviews
         self._tracker = RequestTracker(self._client(), config.request_options, "django")
         self._async = iscoroutinefunction(get_response)
         if self._async:
@@ -80,6 +81,8 @@ class PostHogMiddleware:
             if self._identify_user and context.distinct_id is None:
                 _identify(getattr(request, "user", None))
             response = self.get_response(request)
+            if self._pageviews:
+                context.finish(response.status_code, response.get("Content-Type"))
         if isinstance(response, StreamingHttpResponse):
             _keep_context_while_streaming(response, context)
         return response
@@ -94,6 +97,8 @@ class PostHogMiddleware:
             if self._identify_user and context.distinct_id is None:
                 _identify(await _auser(request))
             response = await self.get_response(request)
+            if self._pageviews:
+                context.finish(response.status_code, response.get("Content-Type"))
         if isinstance(response, StreamingHttpResponse):
             _keep_context_while_streaming(response, context)
         return response

@@ -216,3 +216,16 @@ def test_the_drop_in_alias_reads_the_official_settings(make_client: Any,
     assert [e["event"] for e in events] == ["item viewed", "$exception"]
     assert events[0]["properties"]["tenant"] == "acme"
     assert events[0]["distinct_id"] != "user-1"  # tracing headers turned off the official way
+
+
+def test_pageviews_when_enabled(default_client: PostHogClient, sink: LocalSink) -> None:
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(POSTHOG={**settings.POSTHOG, "CAPTURE_PAGEVIEWS": True}):
+        Client().get("/items/9/", **IDENTITY)
+        Client().get("/missing/", **IDENTITY)
+    [pageview] = delivered(default_client, sink, event="$pageview")
+    assert pageview["distinct_id"] == "user-1"
+    assert pageview["properties"]["$route"] == "/items/<int:item_id>/"
+    assert pageview["properties"]["$response_status_code"] == 200
