@@ -265,6 +265,26 @@ def _samples_metrics(samples: list[float]) -> dict[str, float]:
     }
 
 
+def paired_samples(bare: Any, wrapped: Any, time_block: Callable[[Any, int], float],
+                   samples: int, block: int, result: RunResult) -> None:
+    """Time ``block`` requests through ``bare`` and ``wrapped`` alternately (which goes first
+    swaps every sample), and record per-request µs and the ratio of the medians in ``result``.
+    """
+    bare_us: list[float] = []
+    wrapped_us: list[float] = []
+    for sample in range(samples):
+        order = [(bare, bare_us), (wrapped, wrapped_us)]
+        for target, times in order if sample % 2 else reversed(order):
+            times.append(time_block(target, block) / block * 1e6)
+    median, bare_median = statistics.median(wrapped_us), statistics.median(bare_us)
+    result.samples_us = wrapped_us
+    result.metrics = {
+        **_samples_metrics(wrapped_us),
+        "bare_us": bare_median,
+        "ratio_to_bare": median / bare_median,
+    }
+
+
 def _context(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult) -> None:
     """new_context() + 5 tags + identify + session, enter to exit; no client involved."""
     result.sends_events = False

@@ -10,12 +10,11 @@ front end sends them, and its view captures nothing: what is measured is the mid
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 from typing import Any, Callable
 
-from .core import Benchmark, RunResult, Settings, percentile
+from .core import Benchmark, RunResult, Settings, paired_samples
 from .endpoint import Endpoint
 from .variants import REQUEST_HEADERS, Variant
 
@@ -165,26 +164,12 @@ def _bench(handler_kind: str, stack: list[str]) -> Callable[
             block = max(settings.request_block // 4, 10)  # a Django request costs more
             for handler in (bare, wrapped):
                 timed(handler, block * 3)
-            bare_us: list[float] = []
-            ours_us: list[float] = []
-            for sample in range(settings.request_samples):
-                order = [(bare, bare_us), (wrapped, ours_us)]
-                for handler, samples in order if sample % 2 else reversed(order):
-                    samples.append(timed(handler, block) / block * 1e6)
+            paired_samples(bare, wrapped, timed, settings.request_samples, block, result)
         finally:
             loop.close()
             variant.shutdown(client, 5.0)
             if variant.name == "ours":
                 posthog_integrations.shutdown()
-        median, bare_median = statistics.median(ours_us), statistics.median(bare_us)
-        result.samples_us = ours_us
-        result.metrics = {
-            "median_us": median,
-            "p10_us": percentile(ours_us, 0.1),
-            "p90_us": percentile(ours_us, 0.9),
-            "bare_us": bare_median,
-            "ratio_to_bare": median / bare_median,
-        }
 
     return run
 

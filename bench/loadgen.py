@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import importlib
 import re
 import time
 from typing import Any
@@ -92,7 +94,7 @@ async def _run(host: str, port: int, path: str, headers: dict[str, str], connect
     closed = [loop.create_future() for _ in range(connections)]
     for future in closed:
         await loop.create_connection(
-            lambda future=future: _Connection(request, result, deadline, future), host, port
+            functools.partial(_Connection, request, result, deadline, future), host, port
         )
     await asyncio.wait_for(asyncio.gather(*closed), timeout=duration + 30)
     result.seconds = time.perf_counter() - start
@@ -102,15 +104,15 @@ async def _run(host: str, port: int, path: str, headers: dict[str, str], connect
 def generate_load(host: str, port: int, path: str, *, headers: dict[str, str] | None = None,
                   connections: int = 16, duration: float = 10.0) -> LoadResult:
     """Load ``http://host:port/path`` for ``duration`` seconds; block until done."""
+    loop: asyncio.AbstractEventLoop
     try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
+        loop = importlib.import_module("uvloop").new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(
+        result: LoadResult = loop.run_until_complete(
             _run(host, port, path, headers or {}, connections, duration)
         )
+        return result
     finally:
         loop.close()

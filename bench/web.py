@@ -16,7 +16,6 @@ import asyncio
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from .core import Benchmark, RunResult, Settings, percentile
+from .core import Benchmark, RunResult, Settings, paired_samples, percentile
 from .endpoint import Endpoint
 from .loadgen import LoadResult, generate_load
 from .variants import REQUEST_HEADERS, Variant, build_starlette_app
@@ -86,24 +85,12 @@ def _asgi_direct(variant: Variant, endpoint: Endpoint, settings: Settings,
         block = settings.request_block
         for app in (bare, wrapped):  # build Starlette's middleware stack, warm caches
             loop.run_until_complete(_requests(app, block * 5))
-        bare_us: list[float] = []
-        ours_us: list[float] = []
-        for sample in range(settings.request_samples):
-            order = [(bare, bare_us), (wrapped, ours_us)]
-            for app, samples in order if sample % 2 else reversed(order):
-                samples.append(loop.run_until_complete(_requests(app, block)) / block * 1e6)
+        paired_samples(bare, wrapped,
+                       lambda app, count: loop.run_until_complete(_requests(app, count)),
+                       settings.request_samples, block, result)
     finally:
         loop.close()
         variant.shutdown(client, 5.0)
-    median, bare_median = statistics.median(ours_us), statistics.median(bare_us)
-    result.samples_us = ours_us
-    result.metrics = {
-        "median_us": median,
-        "p10_us": percentile(ours_us, 0.1),
-        "p90_us": percentile(ours_us, 0.9),
-        "bare_us": bare_median,
-        "ratio_to_bare": median / bare_median,
-    }
 
 
 def _free_port() -> int:
@@ -148,10 +135,11 @@ def _uvicorn(variant: str, endpoint_url: str) -> Iterator[int]:
 
 def _load(variant: str, endpoint_url: str, settings: Settings) -> LoadResult:
     with _uvicorn(variant, endpoint_url) as port:
-        load = {"headers": REQUEST_HEADERS, "connections": settings.server_connections}
-        generate_load("127.0.0.1", port, REQUEST_PATH, duration=SERVER_WARMUP_S, **load)
-        measured = generate_load("127.0.0.1", port, REQUEST_PATH,
-                                 duration=settings.server_seconds, **load)
+        connections = settings.server_connections
+        generate_load("127.0.0.1", port, REQUEST_PATH, headers=REQUEST_HEADERS,
+                      connections=connections, duration=SERVER_WARMUP_S)
+        measured = generate_load("127.0.0.1", port, REQUEST_PATH, headers=REQUEST_HEADERS,
+                                 connections=connections, duration=settings.server_seconds)
     if measured.errors or not measured.requests:
         raise RuntimeError(f"{variant}: {measured.errors} failed of "
                            f"{measured.requests + measured.errors} requests")
