@@ -30,15 +30,20 @@ class PostHogMiddleware:
     :class:`~posthog_integrations.web.RequestOptions`.
     """
 
+    source = "wsgi"  # $exception_source of what escapes the app
+
     def __init__(self, app: WSGIApp, *, client: Client | None = None,
                  **options: Unpack[RequestSettings]) -> None:
         self.app = app
-        self._tracker = RequestTracker(client, RequestOptions.build(options), "wsgi")
+        self._tracker = RequestTracker(client, RequestOptions.build(options), self.source)
+
+    @staticmethod
+    def read_info(environ: Environ) -> RequestInfo:
+        """Describe the request (frameworks built on this add what they know, e.g. the route)."""
+        return RequestInfo.from_wsgi(environ)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        request = self._tracker.open(
-            environ, wsgi_path, tracing_ids_from_wsgi, RequestInfo.from_wsgi
-        )
+        request = self._tracker.open(environ, wsgi_path, tracing_ids_from_wsgi, self.read_info)
         if request is None:
             return self.app(environ, start_response)
         response = _Response(request)

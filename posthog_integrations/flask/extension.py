@@ -1,0 +1,190 @@
+"""The Flask extension: ``PostHog(app)``, or ``ext = PostHog()`` then ``ext.init_app(app)``."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable
+
+from flask import Flask, current_app, got_request_exception, has_app_context
+from werkzeug.exceptions import HTTPException
+
+from posthog_integrations.core.client import Client
+from posthog_integrations.core.context import identify_context
+from posthog_integrations.core.options import ClientOptions, ConfigurationError
+from posthog_integrations.web import RequestInfo, current_request
+from posthog_integrations.web.options import RequestSettings
+from posthog_integrations.wsgi import PostHogMiddleware
+
+EXTENSION_KEY = "posthog"
+CLIENT_OPTIONS = frozenset(ClientOptions.names())
+REQUEST_OPTIONS = frozenset(RequestSettings.__annotations__)
+HOOKS = frozenset({"extra_tags", "tag_map", "request_filter"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _AppState:
+    """What the extension keeps per app, in ``app.extensions["posthog"]``."""
+
+    client: Client
+    identify_user: bool
+    owns_client: bool
+
+
+class _FlaskMiddleware(PostHogMiddleware):
+    """The WSGI middleware, describing requests with Flask's matched URL rule."""
+
+    source = "flask"
+
+    @staticmethod
+    def read_info(environ: dict[str, Any]) -> RequestInfo:
+        info = RequestInfo.from_wsgi(environ)
+        request = environ.get("werkzeug.request")
+        rule = getattr(request, "url_rule", None)
+        return info._replace(route=rule.rule) if rule is not None else info
+
+
+class PostHog:
+    """PostHog for a Flask app: a context per request, exceptions captured, a client per app.
+
+    Configuration comes from ``app.config`` (``POSTHOG_API_KEY``, ``POSTHOG_HOST``,
+    ``POSTHOG_CAPTURE_PAGEVIEWS``, ... any client or request option with the ``POSTHOG_``
+    prefix, plus ``POSTHOG_IDENTIFY_USER``), then from keyword arguments given here as defaults,
+    then the environment. Pass ``client=`` to use a client of your own.
+    """
+
+    def __init__(self, app: Flask | None = None, *, client: Client | None = None,
+                 **options: Any) -> None:
+        self._client = client
+        self._defaults = options
+        self._last_client: Client | None = None
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def client(self) -> Client:
+        """The client of the current app (or of the app set up last, outside an app context)."""
+        if has_app_context() and EXTENSION_KEY in current_app.extensions:
+            state: _AppState = current_app.extensions[EXTENSION_KEY]
+            return state.client
+        if self._last_client is None:
+            raise RuntimeError("PostHog has not been set up on an app yet: call init_app(app)")
+        return self._last_client
+
+    def init_app(self, app: Flask) -> None:
+        """Set up ``app``: configuration, the request context around ``wsgi_app``, signals."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                f"PostHog is already set up on the app {app.name!r}: call init_app once per "
+                "app and reuse the PostHog instance (its .client is the app's client)"
+            )
+        for name, value in self._defaults.items():
+            app.config.setdefault(f"POSTHOG_{name.upper()}", value)
+        client_options, request_options, identify_user = _read_config(app)
+        try:
+            client = self._client or Client(**client_options)
+            app.wsgi_app = _FlaskMiddleware(  # type: ignore[method-assign]
+                app.wsgi_app, client=client, **request_options
+            )
+        except ConfigurationError as error:
+            raise ConfigurationError(_naming_the_key(str(error))) from None
+        app.extensions[EXTENSION_KEY] = _AppState(client, identify_user, self._client is None)
+        self._last_client = client
+        got_request_exception.connect(_on_request_exception, app, weak=False)
+        if identify_user:
+            app.before_request(_identify_logged_in_user)
+        app.cli.add_command(_cli_group())
+
+
+def _read_config(app: Flask) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    client_options: dict[str, Any] = {}
+    request_options: dict[str, Any] = {}
+    identify_user = True
+    for key, value in app.config.items():
+        if not key.startswith("POSTHOG_"):
+            continue
+        name = key[len("POSTHOG_"):].lower()
+        if name in CLIENT_OPTIONS:
+            client_options[name] = value
+        elif name in REQUEST_OPTIONS:
+            request_options[name] = _with_flask_request(value) if name in HOOKS else value
+        elif name == "identify_user":
+            if not isinstance(value, bool):
+                raise ConfigurationError(f"app.config['{key}']: expected True or False, got "
+                                         f"{value!r}")
+            identify_user = value
+    return client_options, request_options, identify_user
+
+
+def _with_flask_request(hook: Any) -> Any:
+    """User hooks get Flask's request, as Flask users expect, not the WSGI environ."""
+    if not callable(hook) or hook is None:
+        return hook
+
+    def call(environ: dict[str, Any]) -> Any:
+        request = environ.get("werkzeug.request")
+        if request is None:  # before Flask made its request (request_filter): a light one
+            request = current_app.request_class(environ, shallow=True) if has_app_context() \
+                else _request_class()(environ, shallow=True)
+        return hook(request)
+
+    return call
+
+
+def _request_class() -> Callable[..., Any]:
+    from flask import Request
+
+    return Request
+
+
+def _naming_the_key(message: str) -> str:
+    name, _, rest = message.partition(" ")
+    return f"app.config['POSTHOG_{name.rstrip(':').upper()}']{':' if name.endswith(':') else ''}" \
+        f" {rest}"
+
+
+def _on_request_exception(sender: Flask, exception: BaseException | None = None,
+                          **extra: Any) -> None:
+    """Flask's signal for exceptions it turns into a 500: captured once, with the request."""
+    error = exception if exception is not None else sys.exc_info()[1]
+    context = current_request()
+    if context is not None and isinstance(error, Exception) and not isinstance(
+        error, HTTPException
+    ):
+        context.capture_exception(error)
+
+
+def _identify_logged_in_user() -> None:
+    """Without the tracing header, identify the request by Flask-Login's user id, if any."""
+    context = current_request()
+    if context is None or context.distinct_id is not None:
+        return
+    login = sys.modules.get("flask_login")
+    if login is None:
+        return
+    try:
+        user = login.current_user
+        if user is not None and user.is_authenticated:
+            identify_context(str(user.get_id()))
+    except Exception:  # a broken user loader is the app's to report, not ours
+        return
+
+
+def _cli_group() -> Any:
+    import click
+    from flask.cli import AppGroup
+
+    group = AppGroup("posthog", help="PostHog commands.")
+
+    @group.command("check")
+    def check() -> None:
+        """Send one test event with this app's PostHog settings and report delivery."""
+        from posthog_integrations.check import run_check
+
+        client_options, _, _ = _read_config(current_app)
+        result = run_check(client_options)
+        if not result.ok:
+            raise click.ClickException(f"PostHog check failed: {result.message}")
+        click.echo(f"PostHog check passed: {result.message}")
+
+    return group
