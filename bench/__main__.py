@@ -24,11 +24,12 @@ from .core import BENCHMARKS as CORE_BENCHMARKS
 from .core import FULL, QUICK, Benchmark, RunResult, run_all
 from .django_requests import DJANGO_BENCHMARKS
 from .endpoint import Endpoint, EndpointError
+from .flask_requests import FLASK_BENCHMARKS
 from .report import build_rows, environment, generated_at, render_text, table_rows, write_results
 from .variants import MAX_QUEUE_SIZE, available_variants
 from .web import WEB_BENCHMARKS
 
-BENCHMARKS = (*CORE_BENCHMARKS, *WEB_BENCHMARKS, *DJANGO_BENCHMARKS)
+BENCHMARKS = (*CORE_BENCHMARKS, *WEB_BENCHMARKS, *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,8 +43,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
-                             "exception, capture, delivery, asgi, django (or a single benchmark "
-                             "such as capture_10, asgi_direct, asgi_server)")
+                             "exception, capture, delivery, asgi, django, flask (or a single "
+                             "benchmark such as capture_10, asgi_direct, asgi_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the JSON results to PATH")
     args = parser.parse_args(argv)

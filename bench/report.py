@@ -93,6 +93,10 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
                         "samples", 1, floor_metric="bare_us"))
         rows.append(Row(key, "ratio_to_bare", f"{label} [x bare]", True, 1.15,
                         "official ≈ 2.65" if key == "django_wsgi_alone" else "", "rounds", 3))
+    rows.append(Row("flask", "median_us", "Flask request through WSGI [µs; median (p10-p90)]",
+                    True, None, "", "samples", 1, floor_metric="bare_us"))
+    rows.append(Row("flask", "ratio_to_bare", "Flask request through WSGI [x bare]", True, 1.15,
+                    "official ≈ 2.8", "rounds", 3))
     return [row for row in rows if row.benchmark in keys]
 
 
