@@ -14,9 +14,10 @@ import time
 import uuid
 from typing import Any, Callable
 
+from .calls import asgi_scope, time_wsgi_requests
 from .core import Benchmark, RunResult, Settings, paired_samples
 from .endpoint import Endpoint
-from .variants import REQUEST_HEADERS, Variant
+from .variants import Variant
 
 __all__ = ["DJANGO_BENCHMARKS"]
 
@@ -61,50 +62,8 @@ def _setup() -> None:
     _urlpatterns.append(path("items/<int:item_id>/", item))
 
 
-def _environ() -> dict[str, Any]:
-    import io
-
-    environ = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": PATH, "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO(),
-    }
-    for name, value in REQUEST_HEADERS.items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    return environ
-
-
-def _wsgi_requests(handler: Any, count: int) -> float:
-    template = _environ()
-    statuses: list[str] = []
-
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-        statuses.append(status)
-        return None
-
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(count):
-        result = handler(dict(template), start_response)
-        for _chunk in result:
-            pass
-        result.close()
-    elapsed = clock() - start
-    if statuses.count("200 OK") != count:
-        raise RuntimeError(f"expected {count} responses of 200, got {statuses[:3]}...")
-    return elapsed
-
-
 def _asgi_requests(loop: asyncio.AbstractEventLoop) -> Callable[[Any, int], float]:
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "root_path": "",
-        "query_string": b"", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-        "headers": [(b"host", b"127.0.0.1:8000"), *(
-            (name.lower().encode(), value.encode()) for name, value in REQUEST_HEADERS.items()
-        )],
-    }
+    scope = asgi_scope(PATH)
 
     async def many(handler: Any, count: int) -> float:
         statuses: list[int] = []
@@ -131,6 +90,10 @@ def _asgi_requests(loop: asyncio.AbstractEventLoop) -> Callable[[Any, int], floa
         return elapsed
 
     return lambda handler, count: loop.run_until_complete(many(handler, count))
+
+
+def _wsgi_requests(handler: Any, count: int) -> float:
+    return time_wsgi_requests(handler, count, PATH)
 
 
 def _bench(handler_kind: str, stack: list[str]) -> Callable[

@@ -7,14 +7,13 @@ measured back to back in every run (see :func:`bench.core.paired_samples`).
 
 from __future__ import annotations
 
-import io
-import time
 import uuid
 from typing import Any, Callable
 
+from .calls import time_wsgi_requests
 from .core import Benchmark, RunResult, Settings, paired_samples
 from .endpoint import Endpoint
-from .variants import REQUEST_HEADERS, Variant
+from .variants import Variant
 
 __all__ = ["FLASK_BENCHMARKS"]
 
@@ -35,37 +34,8 @@ def _app(setup: Callable[[Any], None] | None) -> Any:
     return app
 
 
-def _environ() -> dict[str, Any]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": PATH, "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO(),
-    }
-    for name, value in REQUEST_HEADERS.items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    return environ
-
-
 def _requests(app: Any, count: int) -> float:
-    template = _environ()
-    statuses: list[str] = []
-
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
-        statuses.append(status)
-
-    start = time.perf_counter()
-    for _ in range(count):
-        result = app(dict(template), start_response)
-        for _chunk in result:
-            pass
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    elapsed = time.perf_counter() - start
-    if statuses.count("200 OK") != count:
-        raise RuntimeError(f"expected {count} responses of 200, got {statuses[:3]}...")
-    return elapsed
+    return time_wsgi_requests(app, count, PATH)
 
 
 def _flask(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult) -> None:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
+from .calls import asgi_scope
 from .core import Benchmark, RunResult, Settings, paired_samples, percentile
 from .endpoint import Endpoint
 from .loadgen import LoadResult, generate_load
@@ -39,21 +40,9 @@ SERVER_WARMUP_S = 1.0
 Message = dict[str, Any]
 
 
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1", "method": "GET", "scheme": "http", "path": REQUEST_PATH,
-        "raw_path": REQUEST_PATH.encode(), "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1:8000"), *(
-            (name.lower().encode(), value.encode()) for name, value in REQUEST_HEADERS.items()
-        )],
-        "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "state": {},
-    }
-
-
 async def _requests(app: Callable[..., Awaitable[None]], count: int) -> float:
     """Seconds for ``count`` sequential requests through ``app``."""
-    template = _scope()
+    template = asgi_scope(REQUEST_PATH)
     request: Message = {"type": "http.request", "body": b"", "more_body": False}
     status: list[int] = []
 
