@@ -33,14 +33,19 @@ class ExceptionCapturer(Protocol):
     ) -> str | None: ...
 
 
-# The state of one context: (distinct_id, session_id, tags, client). A plain tuple, never
-# mutated, and its tags dict is never changed after the scope is installed. Plain tuples rather
-# than a NamedTuple because every setter builds one: this halves the cost of a request's context.
-Scope = tuple[Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer]]
+# The state of one context: (distinct_id, session_id, tags, client, owner). A plain tuple,
+# never mutated, and its tags dict is never changed after the scope is installed. Plain tuples
+# rather than a NamedTuple because every setter builds one: this halves the cost of a request's
+# context. The owner is what the context belongs to, such as an adapter's request; every context
+# opened inside inherits it, so adapters need no context variable of their own.
+Scope = tuple[
+    Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer], object
+]
 DISTINCT_ID: Final = 0
 SESSION_ID: Final = 1
 TAGS: Final = 2
 CLIENT: Final = 3
+OWNER: Final = 4
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "posthog_integrations.scope", default=None
@@ -126,11 +131,13 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
     def __enter__(self) -> new_context:
         parent = current_scope()
         if parent is None:
-            self._token = _install((None, None, _NO_TAGS, self._client))
+            self._token = _install((None, None, _NO_TAGS, self._client, None))
         elif self._fresh:
-            self._token = _install((None, None, _NO_TAGS, self._client or parent[3]))
+            self._token = _install((None, None, _NO_TAGS, self._client or parent[3], parent[4]))
         else:
-            self._token = _install((parent[0], parent[1], parent[2], self._client or parent[3]))
+            self._token = _install(
+                (parent[0], parent[1], parent[2], self._client or parent[3], parent[4])
+            )
         return self
 
     def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
@@ -209,7 +216,7 @@ def tag(name: str, value: Any) -> None:
         return
     tags = dict(scope[2])
     tags[name] = value
-    _install((scope[0], scope[1], tags, scope[3]))
+    _install((scope[0], scope[1], tags, scope[3], scope[4]))
 
 
 def identify_context(distinct_id: Any) -> None:
@@ -220,7 +227,7 @@ def identify_context(distinct_id: Any) -> None:
         return
     if type(distinct_id) is not str:
         distinct_id = None if distinct_id is None else str(distinct_id)
-    _install((distinct_id or None, scope[1], scope[2], scope[3]))
+    _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4]))
 
 
 def set_context_session(session_id: Any) -> None:
@@ -231,7 +238,7 @@ def set_context_session(session_id: Any) -> None:
         return
     if type(session_id) is not str:
         session_id = None if session_id is None else str(session_id)
-    _install((scope[0], session_id or None, scope[2], scope[3]))
+    _install((scope[0], session_id or None, scope[2], scope[3], scope[4]))
 
 
 def get_tags() -> dict[str, Any]:

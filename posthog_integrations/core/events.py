@@ -136,7 +136,7 @@ def build_event(
         person = person or context[DISTINCT_ID]
         caller = _mapping(properties, "properties")
         tags = context[TAGS]
-        if type(tags) is LazyTags:
+        if type(tags) is not dict and isinstance(tags, LazyTags):
             tags = tags.resolve()  # one call instead of a Python __getitem__ per tag
         merged = {**defaults.super_properties, **tags, **caller}
         if context[SESSION_ID] is not None:

@@ -97,10 +97,22 @@ def tracing_ids_from_wsgi(environ: Mapping[str, Any]) -> TracingIds:
     """The sanitized tracing headers of a WSGI environ."""
     distinct_id = environ.get("HTTP_X_POSTHOG_DISTINCT_ID")
     session_id = environ.get("HTTP_X_POSTHOG_SESSION_ID")
-    return (
-        sanitize_header(_from_latin1(distinct_id)) if distinct_id else None,
-        sanitize_header(_from_latin1(session_id)) if session_id else None,
-    )
+    # Inlined for the usual header (ASCII, printable): this runs for every request.
+    if distinct_id:
+        if type(distinct_id) is str and distinct_id.isascii() and distinct_id.isprintable():
+            distinct_id = distinct_id.strip()[:MAX_HEADER_LENGTH] or None
+        else:
+            distinct_id = _from_wsgi_header(distinct_id)
+    if session_id:
+        if type(session_id) is str and session_id.isascii() and session_id.isprintable():
+            session_id = session_id.strip()[:MAX_HEADER_LENGTH] or None
+        else:
+            session_id = _from_wsgi_header(session_id)
+    return (distinct_id or None, session_id or None)
+
+
+def _from_wsgi_header(value: Any) -> str | None:
+    return sanitize_header(_from_latin1(value) if isinstance(value, str) else value)
 
 
 def asgi_path(scope: Mapping[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """One context per request: identity and tags from the request, the client bound, hooks applied.
 
 Adapters translate their framework's lifecycle into three calls: :meth:`RequestTracker.open`
-when a request arrives, ``with request:`` around the code that runs for it (entered again for
-every stretch of work, such as each chunk of a streamed WSGI response), and
+when a request arrives; ``with request:`` around the code that runs for it (entered again for
+every stretch of work, such as each chunk of a streamed response), or for a WSGI server
+:meth:`RequestContext.install` in a context of its own; and
 :meth:`RequestContext.capture_exception` / :meth:`RequestContext.finish` at the end.
 
 Only the identity is read when a request arrives. The request's tags (URL, user agent, the
@@ -12,13 +13,13 @@ many requests that capture nothing cost a context switch and a header scan, no m
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from posthog_integrations.core.context import (
+    OWNER,
     LazyTags,
     Scope,
     activate,
@@ -39,9 +40,6 @@ logger = logging.getLogger("posthog_integrations")
 HOOK_WARNING_INTERVAL = 60.0
 _hook_warned_at: dict[str, float] = {}
 _get_default_client: Callable[[], Client] | None = None
-_active: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
-    "posthog_integrations.request", default=None
-)
 
 
 def _default_client() -> Client:
@@ -56,7 +54,9 @@ def _default_client() -> Client:
 
 def current_request() -> RequestContext | None:
     """The request context being handled, if any (adapters use it to add late facts)."""
-    return _active.get()
+    scope = current_scope()
+    owner = None if scope is None else scope[OWNER]
+    return owner if type(owner) is RequestContext else None
 
 
 class RequestTracker:
@@ -97,7 +97,8 @@ class RequestTracker:
         sub-app, middleware applied twice), when ``exclude_paths`` or ``request_filter`` say
         so, or when setting up the context failed (logged; the request itself goes on).
         """
-        if _active.get() is not None:
+        parent = current_scope()
+        if parent is not None and type(parent[OWNER]) is RequestContext:
             return None
         options = self.options
         try:
@@ -110,8 +111,9 @@ class RequestTracker:
             distinct_id, session_id = (
                 read_ids(request) if options.capture_tracing_headers else (None, None)
             )
-            return RequestContext(self.client, options, self.source, request, read_info,
-                                  distinct_id, session_id)
+            client = self._client if self._client is not None else _default_client()
+            return RequestContext(client, options, self.source, request, read_info,
+                                  distinct_id, session_id, parent)
         except Exception:
             logger.exception("could not open the PostHog request context; the request goes on")
             return None
@@ -171,26 +173,26 @@ class RequestContext:
     """The context of one request. Enter it with ``with``, as many times as work resumes.
 
     ``request`` is the framework's own request (ASGI scope, WSGI environ, ...), handed to the
-    user's hooks; ``info`` is read from it on first use.
+    user's hooks; ``info`` is read from it on first use. ``parent`` is the scope current when
+    the request arrived: identity and tags missing from the request are inherited from it.
     """
 
-    __slots__ = ("_facts", "_marker", "_scope", "_token", "client", "options", "source", "started")
+    __slots__ = ("_facts", "_scope", "_token", "client", "options", "source", "started")
 
     def __init__(self, client: Client, options: RequestOptions, source: str, request: Any,
                  read_info: Callable[[Any], RequestInfo], distinct_id: str | None,
-                 session_id: str | None) -> None:
+                 session_id: str | None, parent: Scope | None) -> None:
         self.client = client
         self.options = options
         self.source = source
         self.started = time.perf_counter() if options.capture_pageviews else 0.0
-        parent = current_scope()
         parent_tags = None
         if parent is not None:  # a context around the server (tests do this): inherit from it
             parent_tags = parent[2]
             distinct_id = distinct_id or parent[0]
             session_id = session_id or parent[1]
         self._facts = facts = _RequestTags(request, read_info, options, parent_tags)
-        self._scope: Scope = (distinct_id, session_id, facts, client)
+        self._scope: Scope = (distinct_id, session_id, facts, client, None)  # owner: see _own
 
     @property
     def request(self) -> Any:
@@ -198,27 +200,83 @@ class RequestContext:
 
     @property
     def distinct_id(self) -> str | None:
-        """The distinct id events captured in this request get (as last entered or left)."""
-        return self._scope[0]
+        """The distinct id events captured in this request get."""
+        scope = current_scope()
+        if scope is None or scope[OWNER] is not self:
+            scope = self._scope  # as last left
+        return scope[0]
 
     @property
     def info(self) -> RequestInfo:
         return self._facts.info
 
     def __enter__(self) -> RequestContext:
-        self._token = activate(self._scope)
-        self._marker = _active.set(self)
+        self._token = activate(self._owned())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         scope = current_scope()
-        if scope is not None:
-            self._scope = scope  # keep what the app tagged for when work resumes
-        try:
-            _active.reset(self._marker)
-        except ValueError:  # exited in another context than entered; restore() logs it
-            _active.set(None)
+        if scope is not None:  # keep what the app tagged for when work resumes
+            self._scope = (scope[0], scope[1], scope[2], scope[3], None)
         restore(self._token)
+
+    def _owned(self) -> Scope:
+        """The scope to install: the one kept, owned by this request. The kept one has no
+        owner so that this object and its scope do not refer to each other (no cycle)."""
+        scope = self._scope
+        return (scope[0], scope[1], scope[2], scope[3], self)
+
+    def install(self) -> None:
+        """Install this request in the current ``contextvars`` context, for good.
+
+        The alternative to ``with request:`` for a server that calls the app, then pulls its
+        body: install it first thing in a copy of the context (``copy_context().run(...)``)
+        and run each later step with that copy's ``run``. What the app tags or identifies stays
+        for the next step, and nothing of the request is left in the server's own context.
+        """
+        activate(self._owned())
+
+    def iterate(self, body: Iterable[bytes], run: Callable[..., Any],
+                status: Callable[[], int | None],
+                finish: Callable[[], None] | None = None) -> Generator[bytes, None, None]:
+        """``body`` as the server will pull it, each step run by ``run`` (``Context.run`` of
+        the context :meth:`install` was called in), so that events captured while a chunk is
+        made carry the request's state.
+
+        An exception there is captured with ``status()`` and re-raised. When the body ends, fails
+        or is closed, its ``close()`` runs the same way, then ``finish`` if the body ended.
+        Call it inside the request's context: ``iter(body)`` is taken at once.
+        """
+        chunks = self._pull(iter(body).__next__, getattr(body, "close", None), run, status,
+                            finish)
+        next(chunks)  # to the first yield, so that close() reaches body.close() even if unread
+        return chunks
+
+    def _pull(self, pull: Callable[[], bytes], close: Callable[[], object] | None,
+              run: Callable[..., Any], status: Callable[[], int | None],
+              finish: Callable[[], None] | None) -> Generator[bytes, None, None]:
+        ended = False
+        try:
+            yield b""  # the priming step of iterate(); never sent
+            while True:
+                try:
+                    chunk = run(pull)
+                except StopIteration:
+                    ended = True
+                    return
+                except Exception as error:
+                    run(self.capture_exception, error, status())
+                    raise
+                yield chunk
+        finally:
+            try:
+                if close is not None:
+                    run(close)
+                if ended and finish is not None:
+                    run(finish)
+            except Exception as error:
+                run(self.capture_exception, error, status())
+                raise
 
     def set_route(self, route: str | None) -> None:
         """Record the route template the framework resolved; events captured after it carry it.
@@ -229,7 +287,7 @@ class RequestContext:
         facts = self._facts
         if route and route != facts.route:
             facts.route = route
-            if facts.computed and _active.get() is self:
+            if facts.computed and current_request() is self:
                 tag("$route", route)
 
     def capture_exception(self, error: BaseException, status: int | None = None) -> None:
