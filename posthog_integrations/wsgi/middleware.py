@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextvars
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from posthog_integrations.web import RequestContext, RequestInfo, RequestOptions, RequestTracker
@@ -46,17 +47,24 @@ class PostHogMiddleware:
         request = self._tracker.open(environ, wsgi_path, tracing_ids_from_wsgi, self.read_info)
         if request is None:
             return self.app(environ, start_response)
-        response = _Response(request)
-        with request:
-            try:
-                result = self.app(environ, response.watch(start_response))
-            except Exception as error:
-                request.capture_exception(error, response.status)
-                raise
-        if _runs_no_code(result, environ):
-            response.finish()
-            return result  # untouched: servers special-case lists, file wrappers and sentinels
-        return _ResponseIterable(response, result)
+        context = contextvars.copy_context()  # the request's own: the body is pulled in it
+        return context.run(self._respond, request, context.run, environ, start_response)
+
+    def _respond(self, request: RequestContext, run: Callable[..., Any], environ: Environ,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        request.install()
+        response = _Response(request, start_response)
+        try:
+            result = self.app(environ, response.start_response)
+            finish = response.finish if request.options.capture_pageviews else None
+            if _runs_no_code(result, environ):
+                if finish is not None:
+                    finish()
+                return result  # untouched: servers special-case lists, file wrappers, ...
+            return request.iterate(result, run, response.read_status, finish)
+        except Exception as error:
+            request.capture_exception(error, response.read_status())
+            raise
 
 
 def _runs_no_code(result: object, environ: Environ) -> bool:
@@ -68,71 +76,33 @@ def _runs_no_code(result: object, environ: Environ) -> bool:
 
 
 class _Response:
-    """What the app answered, recorded from its ``start_response`` call."""
+    """What the app answered, from its ``start_response`` call (parsed only when needed)."""
 
-    __slots__ = ("content_type", "request", "status")
+    __slots__ = ("_headers", "_start_response", "_status_line", "request")
 
-    def __init__(self, request: RequestContext) -> None:
+    def __init__(self, request: RequestContext, start_response: StartResponse) -> None:
         self.request = request
-        self.status: int | None = None
-        self.content_type: str | None = None
+        self._start_response = start_response
+        self._status_line: str | None = None
+        self._headers: list[tuple[str, str]] = []
 
-    def watch(self, start_response: StartResponse) -> StartResponse:
-        def start_response_watched(status: str, headers: list[tuple[str, str]],
-                                   exc_info: Any = None) -> Callable[[bytes], object]:
-            self._record(status, headers)
-            return start_response(status, headers, exc_info)
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], object]:
+        self._status_line = status
+        self._headers = headers
+        return self._start_response(status, headers, exc_info)
 
-        return start_response_watched
-
-    def _record(self, status: str, headers: list[tuple[str, str]]) -> None:
+    def read_status(self) -> int | None:
         try:
-            self.status = int(status[:3])
-            self.content_type = next(
-                (value for name, value in headers if name.lower() == "content-type"), None
-            )
-        except Exception:  # malformed: the server will say so; we must not say it first
-            self.status = self.content_type = None
+            return int(self._status_line[:3]) if self._status_line else None
+        except ValueError:  # malformed: the server will say so; we must not say it first
+            return None
 
     def finish(self) -> None:
-        with self.request:
-            self.request.finish(self.status, self.content_type)
-
-
-class _ResponseIterable:
-    """The app's response, iterated and closed inside the request's context."""
-
-    __slots__ = ("_chunks", "_response", "_result")
-
-    def __init__(self, response: _Response, result: Iterable[bytes]) -> None:
-        self._response = response
-        self._result = result
-        self._chunks: Iterator[bytes] | None = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        request = self._response.request
-        with request:
-            try:
-                if self._chunks is None:
-                    self._chunks = iter(self._result)
-                return next(self._chunks)
-            except StopIteration:
-                raise
-            except Exception as error:
-                request.capture_exception(error, self._response.status)
-                raise
-
-    def close(self) -> None:
-        request = self._response.request
-        with request:
-            try:
-                close = getattr(self._result, "close", None)
-                if close is not None:
-                    close()
-            except Exception as error:
-                request.capture_exception(error, self._response.status)
-                raise
-            request.finish(self._response.status, self._response.content_type)
+        """The response is complete: its page view, if one is due (inside the context)."""
+        try:
+            content_type = next((value for name, value in self._headers
+                                 if name.lower() == "content-type"), None)
+        except Exception:
+            content_type = None
+        self.request.finish(self.read_status(), content_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import random
 import threading
@@ -73,6 +74,33 @@ def test_the_context_covers_iteration_and_close(client: Client, sink: LocalSink)
         ("mid stream", "user-1"), ("closed", "user-1")]
     assert all(e["properties"]["$request_path"] == "/stream" for e in events)
     assert posthog.get_tags() == {}  # nothing left behind on this thread
+
+
+def test_the_body_keeps_what_the_call_tagged_and_the_server_sees_none_of_it(
+        client: Client, sink: LocalSink) -> None:
+    app_variable: contextvars.ContextVar[str] = contextvars.ContextVar("app", default="unset")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        posthog.tag("plan", "pro")
+        posthog.identify_context("user-2")
+        app_variable.set("set by the app")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterator[bytes]:
+            posthog.capture("streamed", properties={"seen": app_variable.get()})
+            yield b"done"
+
+        return body()
+
+    response = WerkzeugClient(PostHogMiddleware(app, client=client)).get(
+        "/", headers=IDENTITY, buffered=True)
+    assert response.get_data() == b"done"
+    [event] = delivered(client, sink)
+    assert event["distinct_id"] == "user-2"
+    assert event["properties"]["plan"] == "pro"
+    assert event["properties"]["seen"] == "set by the app"
+    assert app_variable.get() == "unset"  # the app ran in a context of its own
+    assert posthog.get_tags() == {}
 
 
 def test_an_error_while_iterating_is_captured_once_and_reraised(client: Client,
