@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import sys
+import threading
 from typing import Any, Callable
 
 from flask import Flask, current_app, got_request_exception, has_app_context
@@ -15,6 +18,8 @@ from posthog_integrations.core.options import ClientOptions, ConfigurationError
 from posthog_integrations.web import RequestInfo, current_request
 from posthog_integrations.web.options import RequestSettings
 from posthog_integrations.wsgi import PostHogMiddleware
+
+logger = logging.getLogger("posthog_integrations")
 
 EXTENSION_KEY = "posthog"
 CLIENT_OPTIONS = frozenset(ClientOptions.names())
@@ -32,9 +37,24 @@ class _AppState:
 
 
 class _FlaskMiddleware(PostHogMiddleware):
-    """The WSGI middleware, describing requests with Flask's matched URL rule."""
+    """The WSGI middleware, describing requests with Flask's matched URL rule, and set up
+    further by ``before_first_request`` on the first request, before Flask sees it."""
 
     source = "flask"
+    before_first_request: Callable[[], None] | None = None
+    _setup_lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.before_first_request is not None:
+            with self._setup_lock:
+                setup = self.before_first_request
+                if setup is not None:
+                    try:
+                        setup()
+                    except Exception:
+                        logger.exception("setting up PostHog on the first request failed")
+                    self.before_first_request = None
+        return super().__call__(environ, start_response)
 
     @staticmethod
     def read_info(environ: dict[str, Any]) -> RequestInfo:
@@ -83,16 +103,15 @@ class PostHog:
         client_options, request_options, identify_user = _read_config(app)
         try:
             client = self._client or Client(**client_options)
-            app.wsgi_app = _FlaskMiddleware(  # type: ignore[method-assign]
-                app.wsgi_app, client=client, **request_options
-            )
+            middleware = _FlaskMiddleware(app.wsgi_app, client=client, **request_options)
         except ConfigurationError as error:
             raise ConfigurationError(_naming_the_key(str(error))) from None
+        if identify_user:
+            middleware.before_first_request = functools.partial(_identify_users_of, app)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = _AppState(client, identify_user, self._client is None)
         self._last_client = client
         got_request_exception.connect(_on_request_exception, app, weak=False)
-        if identify_user:
-            app.before_request(_identify_logged_in_user)
         app.cli.add_command(_cli_group())
 
 
@@ -154,16 +173,28 @@ def _on_request_exception(sender: Flask, exception: BaseException | None = None,
         context.capture_exception(error)
 
 
+def _identify_users_of(app: Flask) -> None:
+    """If the app uses Flask-Login, identify requests without the tracing header by its user.
+
+    Decided on the first request, when the app is fully set up (its ``LoginManager`` may be
+    initialized after this extension), so that an app without Flask-Login pays nothing.
+    """
+    if not hasattr(app, "login_manager"):
+        return
+    try:
+        app.before_request(_identify_logged_in_user)
+    except AssertionError:  # Flask says setup is over: a request reached it around us
+        logger.warning("could not set up Flask-Login identification on %r; requests without "
+                       "the X-POSTHOG-DISTINCT-ID header stay anonymous", app.name)
+
+
 def _identify_logged_in_user() -> None:
     """Without the tracing header, identify the request by Flask-Login's user id, if any."""
     context = current_request()
     if context is None or context.distinct_id is not None:
         return
-    login = sys.modules.get("flask_login")
-    if login is None:
-        return
     try:
-        user = login.current_user
+        user = sys.modules["flask_login"].current_user
         if user is not None and user.is_authenticated:
             identify_context(str(user.get_id()))
     except Exception:  # a broken user loader is the app's to report, not ours

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,8 +33,11 @@ class ViewFailed(Exception):
     pass
 
 
-def create_app(sink: LocalSink, ext: PostHog | None = None, **config: Any) -> Flask:
+def create_app(sink: LocalSink, ext: PostHog | None = None,
+               set_up_first: Callable[[Flask], object] | None = None, **config: Any) -> Flask:
     app = Flask(__name__)
+    if set_up_first is not None:
+        set_up_first(app)
     app.config.update({"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": sink.url,
                        "POSTHOG_RETRY_BASE_DELAY": 0.02, **config})
     shop = Blueprint("shop", __name__, url_prefix="/shop")
@@ -184,7 +187,9 @@ def test_bad_config_raises_at_init_app_naming_the_key(sink: LocalSink, config: d
         create_app(sink, **config)
 
 
-def test_flask_login_identifies_requests_without_the_header(sink: LocalSink) -> None:
+@pytest.mark.parametrize("login_manager_first", [False, True])
+def test_flask_login_identifies_requests_without_the_header(sink: LocalSink,
+                                                            login_manager_first: bool) -> None:
     flask_login = pytest.importorskip("flask_login")
 
     class User(flask_login.UserMixin):  # type: ignore[name-defined,misc]
@@ -192,8 +197,12 @@ def test_flask_login_identifies_requests_without_the_header(sink: LocalSink) -> 
             self.id = user_id
 
     ext = PostHog()
-    app = create_app(sink, ext, SECRET_KEY="tests")
-    manager = flask_login.LoginManager(app)
+    manager = flask_login.LoginManager()
+    if login_manager_first:
+        app = create_app(sink, ext, manager.init_app, SECRET_KEY="tests")
+    else:  # the extension cannot see it yet at init_app: decided on the first request
+        app = create_app(sink, ext, SECRET_KEY="tests")
+        manager.init_app(app)
     manager.request_loader(lambda request: User("42") if request.args.get("login") else None)
     client = app.test_client()
     client.get("/shop/items/1?login=1")
@@ -204,6 +213,12 @@ def test_flask_login_identifies_requests_without_the_header(sink: LocalSink) -> 
     assert events[0]["distinct_id"] == "42"
     assert events[1]["distinct_id"] == "user-1"
     assert events[2]["properties"]["$process_person_profile"] is False
+
+
+def test_an_app_without_flask_login_gets_no_per_request_hook(sink: LocalSink) -> None:
+    app = create_app(sink)
+    assert app.test_client().get("/shop/items/1").status_code == 200
+    assert not any(app.before_request_funcs.values())
 
 
 def test_the_check_command_reports_delivery(sink: LocalSink) -> None:
