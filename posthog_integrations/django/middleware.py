@@ -30,7 +30,7 @@ def read_request(request: HttpRequest) -> RequestInfo:
     """A Django request as the request layer sees it (``META`` is a WSGI environ in shape)."""
     info = RequestInfo.from_wsgi(request.META)
     match = getattr(request, "resolver_match", None)
-    route = f"/{match.route}" if match is not None and match.route else None
+    route = f"/{match.route}" if match is not None and match.route is not None else None
     return info._replace(scheme=request.scheme or info.scheme, path=request.path, route=route)
 
 

@@ -9,7 +9,8 @@ import sys
 import threading
 from typing import Any, Callable
 
-from flask import Flask, current_app, got_request_exception, has_app_context
+from flask import Flask, current_app, got_request_exception, has_app_context, has_request_context
+from flask import request as flask_request
 from werkzeug.exceptions import HTTPException
 
 from posthog_integrations.core.client import Client
@@ -60,6 +61,8 @@ class _FlaskMiddleware(PostHogMiddleware):
     def read_info(environ: dict[str, Any]) -> RequestInfo:
         info = RequestInfo.from_wsgi(environ)
         request = environ.get("werkzeug.request")
+        if request is None and has_request_context():  # a body streamed with its context
+            request = flask_request._get_current_object()  # type: ignore[attr-defined]
         rule = getattr(request, "url_rule", None)
         return info._replace(route=rule.rule) if rule is not None else info
 

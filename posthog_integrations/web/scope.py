@@ -210,6 +210,11 @@ class RequestContext:
     def info(self) -> RequestInfo:
         return self._facts.info
 
+    def read_info_now(self) -> None:
+        """Read the request's description now, while the framework still holds its request
+        (Flask lets go of it before the body is sent, and the page view comes after)."""
+        self._facts.info  # noqa: B018 - the property caches what it reads
+
     def __enter__(self) -> RequestContext:
         self._token = activate(self._owned())
         return self

@@ -90,6 +90,8 @@ class _Response:
                        exc_info: Any = None) -> Callable[[bytes], object]:
         self._status_line = status
         self._headers = headers
+        if self.request.options.capture_pageviews:
+            self.request.read_info_now()
         return self._start_response(status, headers, exc_info)
 
     def read_status(self) -> int | None:

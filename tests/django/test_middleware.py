@@ -46,6 +46,12 @@ def test_routes_under_include_are_joined(default_client: PostHogClient, sink: Lo
     assert event["properties"]["$route"] == "/api/items/<int:item_id>/"
 
 
+def test_the_root_route_is_a_slash(default_client: PostHogClient, sink: LocalSink) -> None:
+    Client().get("/")
+    [event] = delivered(default_client, sink, event="item viewed")
+    assert event["properties"]["$route"] == "/"
+
+
 def test_the_logged_in_user_identifies_requests_without_the_header(
     default_client: PostHogClient, sink: LocalSink, user: User
 ) -> None:

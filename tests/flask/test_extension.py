@@ -129,6 +129,17 @@ def test_streamed_and_async_views_keep_the_identity(sink: LocalSink) -> None:
     events = delivered(ext.client, sink)
     assert [(e["event"], e["distinct_id"]) for e in events] == [
         ("mid stream", "user-1"), ("async viewed", "user-1")]
+    # Flask lets go of its request before the body is streamed; the route stays known.
+    assert events[0]["properties"]["$route"] == "/shop/stream"
+
+
+def test_a_page_view_carries_the_route(sink: LocalSink) -> None:
+    ext = PostHog()
+    app = create_app(sink, ext, POSTHOG_CAPTURE_PAGEVIEWS=True)
+    assert app.test_client().get("/shop/items/3", headers=IDENTITY).text == "item 3"
+    [pageview] = delivered(ext.client, sink, event="$pageview")
+    assert pageview["distinct_id"] == "user-1"
+    assert pageview["properties"]["$route"] == "/shop/items/<int:item_id>"
 
 
 def test_two_apps_send_to_their_own_projects(sink: LocalSink) -> None:

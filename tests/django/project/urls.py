@@ -18,4 +18,5 @@ urlpatterns = [
     path("api/", include(api)),
     path("captured-then-raised/", views.captured_then_raised),
     path("middleware-fails/", views.item, {"item_id": 0}),
+    path("", views.item, {"item_id": 1}),
 ]
