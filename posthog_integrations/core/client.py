@@ -24,8 +24,19 @@ logger = logging.getLogger("posthog_integrations")
 Event = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 ExceptionInput = Optional[Union[BaseException, tuple[Any, Any, Any]]]
+Recorder = Callable[[Event], None]
 QUEUE_FULL_WARNING_INTERVAL = 10.0
 _missing_key_warned = False
+# Set by posthog_integrations.testing: while it is not None, every client, disabled ones too,
+# hands each accepted event to it instead of sending it. A module global, so that capturing
+# pays a single lookup for it when nothing records.
+_recorder: Recorder | None = None
+
+
+def set_recorder(recorder: Recorder | None) -> None:
+    """Route the accepted events of every client to ``recorder`` instead of PostHog (tests)."""
+    global _recorder
+    _recorder = recorder
 
 
 class Client:
@@ -41,6 +52,8 @@ class Client:
         self._defaults = EventDefaults(self.options.super_properties, self.options.disable_geoip)
         self._disabled = self.options.effective_disabled
         self._closed = False
+        # A disabled client never sends, even when it reaches _enqueue as a recording ends.
+        self._send = self.options.send and not self._disabled
         self._next_queue_full_warning = 0.0
         self._sender = Sender(self.options, self._counters)
         self._in_app = InAppRules(
@@ -77,7 +90,7 @@ class Client:
         disable_geoip: bool | None = None,
     ) -> str | None:
         """Capture ``event``; return its uuid, or None when it was not accepted."""
-        if self._disabled:
+        if self._disabled and _recorder is None:
             return None
         try:
             if not isinstance(event, str) or not event:
@@ -104,7 +117,7 @@ class Client:
     def alias(self, previous_id: Any, distinct_id: Any, *, timestamp: Any = None,
               uuid: Any = None) -> str | None:
         """Link ``previous_id`` to ``distinct_id`` (``$create_alias``)."""
-        if self._disabled:
+        if self._disabled and _recorder is None:
             return None
         try:
             if not previous_id or not distinct_id:
@@ -123,7 +136,7 @@ class Client:
                        properties: Mapping[str, Any] | None = None, *, distinct_id: Any = None,
                        timestamp: Any = None, uuid: Any = None) -> str | None:
         """Set properties of a group (``$groupidentify``)."""
-        if self._disabled:
+        if self._disabled and _recorder is None:
             return None
         try:
             if not group_type or group_key is None or group_key == "":
@@ -149,7 +162,7 @@ class Client:
         Returns the event uuid, or None when there is nothing to capture, it was already
         captured, or it was not accepted.
         """
-        if self._disabled:
+        if self._disabled and _recorder is None:
             return None
         try:
             error = exc[1] if isinstance(exc, tuple) else exc
@@ -214,7 +227,7 @@ class Client:
     def _capture_escaped(self, error: BaseException, source: str | None,
                          properties: Mapping[str, Any] | None = None) -> str | None:
         """Report an exception escaping a context or a request (``handled: false``)."""
-        if self._disabled:
+        if self._disabled and _recorder is None:
             return None
         try:
             return self._capture_error(error, mechanism="middleware", handled=False,
@@ -261,7 +274,7 @@ class Client:
 
     def _person_update(self, kind: str, distinct_id: Any, properties: Mapping[str, Any] | None,
                        timestamp: Any, uuid: Any) -> str | None:
-        if self._disabled:
+        if self._disabled and _recorder is None:
             return None
         try:
             scope = current_scope()
@@ -295,7 +308,11 @@ class Client:
                                   f"got {type(result).__name__}; event %r dropped", event)
             event = result
         uuid: str | None = event.get("uuid")
-        if not self.options.send:
+        recorder = _recorder
+        if recorder is not None:
+            recorder(event)
+            self._counters.add("taken")
+        elif not self._send:
             self._counters.add("taken")
         elif self.options.sync_mode:
             self._sender.send_now([event])

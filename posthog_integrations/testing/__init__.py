@@ -1,0 +1,19 @@
+"""Helpers for your own tests: see what your app captured, without sending anything.
+
+::
+
+    from posthog_integrations.testing import capture_events
+
+    def test_signup(client):
+        with capture_events() as events:
+            client.post("/signup", data={"username": "ada"})
+        assert events.one("signed up")["distinct_id"] == "user-ada"
+
+With pytest, the ``posthog_events`` fixture does the same for one test.
+"""
+
+from __future__ import annotations
+
+from .recording import CapturedEvents, capture_events
+
+__all__ = ["CapturedEvents", "capture_events"]
