@@ -1,93 +1,220 @@
-"""``posthog-integrations demo``: capture end to end against a local capture endpoint.
+"""``posthog-integrations demo``: the example shops, served for real, sending to a local endpoint.
 
-No PostHog account is needed: the demo starts the local endpoint on a free loopback port, sends
-events through a real client over HTTP, and prints what arrived.
+No PostHog account is needed. The demo starts the local capture endpoint on a free loopback
+port, serves the Django shop under gunicorn, the Flask shop under gunicorn and the Starlette
+shop under uvicorn, sends each the same scripted visit with the tracing headers posthog-js
+sends, stops the servers (which flush at exit) and shows what arrived, per framework.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
-from .core import Client
-from .core.context import identify_context, set_context_session, tag
 from .sink import LocalSink
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
 DEMO_KEY = "phc_local_demo"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+# What each shop must have sent for its visit.
+EXPECTED = ("$pageview", "signed up", "item added", "$exception", "report streamed")
 
 
-def _checkout(order: dict[str, Any]) -> None:
-    try:
-        order["card"]
-    except KeyError as missing:
-        raise ValueError("payment details missing") from missing
+@dataclasses.dataclass(frozen=True)
+class Shop:
+    name: str
+    folder: str
+    server: str
+    command: tuple[str, ...]
+    needs: tuple[str, ...]
+
+    def argv(self, port: int) -> list[str]:
+        return [sys.executable, "-m", *(part.format(port=port) for part in self.command)]
 
 
-def _send_request_events(client: Client) -> list[str | None]:
-    """What a web adapter does per request: one context carrying identity, session and tags."""
-    with client.new_context():
-        identify_context("user-42")
-        set_context_session("session-7")
-        tag("route", "/checkout")
-        sent = [client.capture("checkout started", properties={"items": 2})]
-        try:
-            _checkout({})
-        except ValueError:
-            sent.append(client.capture_exception())
-    return sent
+SHOPS = (
+    Shop("Django", "django_app", "gunicorn",
+         ("gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4", "shop.wsgi"),
+         ("django", "gunicorn")),
+    Shop("Flask", "flask_app", "gunicorn",
+         ("gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4", "shop:create_app()"),
+         ("flask", "gunicorn")),
+    Shop("Starlette", "starlette_app", "uvicorn",
+         ("uvicorn", "--port", "{port}", "--log-level", "warning", "shop:app"),
+         ("starlette", "uvicorn", "multipart")),
+)
 
 
-def _send_demo_events(client: Client) -> list[str | None]:
-    return [
-        client.capture("$pageview", properties={"$current_url": "http://localhost/pricing"}),
-        client.capture(
-            "signed up", distinct_id="user-42", properties={"plan": "pro", "seats": 3}
-        ),
-        client.set(distinct_id="user-42", properties={"plan": "pro"}),
-        client.group_identify("company", "acme", {"name": "Acme Inc."}, distinct_id="user-42"),
-        client.alias("anonymous-7", "user-42"),
-        client.capture(
-            "order processed",
-            distinct_id="user-42",
-            properties={"total": 99.5, "items": ["book", "pen"]},
-            groups={"company": "acme"},
-        ),
-    ]
-
-
-def _row(event: dict[str, Any]) -> str:
-    properties = event.get("properties", {})
-    if "$exception_list" in properties:
-        chain = " <- ".join(e["type"] for e in properties["$exception_list"])
-        properties = {"chain": chain, **{k: v for k, v in properties.items()
-                                         if k in ("$session_id", "route")}}
-    shown = {k: v for k, v in properties.items() if not k.startswith(("$lib", "$geoip"))}
-    detail = ", ".join(f"{k}={v!r}" for k, v in list(shown.items())[:4])
-    return f"  {event['event']:<17} {event['distinct_id'][:24]:<25} {detail}"
-
-
-def run() -> int:
-    """Run the demo; return 0 when every captured event arrived, 1 otherwise."""
-    print("posthog-integrations demo: events over real HTTP to a local capture endpoint")
-    with LocalSink() as sink:
-        print(f"  local capture endpoint: {sink.url}")
-        client = Client(DEMO_KEY, host=sink.url, flush_interval=0.2)
-        started = time.perf_counter()
-        sent = _send_demo_events(client) + _send_request_events(client)
-        uuids = [uuid for uuid in sent if uuid is not None]
-        delivered = client.flush(timeout=10)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        client.shutdown()
-        arrived = sink.events()
-        print(f"  captured {len(uuids)} events; delivered in {elapsed_ms:.0f} ms, gzip-compressed")
-        print(f"\n  {'event':<17} {'distinct_id':<25} properties")
-        for event in arrived:
-            print(_row(event))
-        missing = set(uuids) - {event["uuid"] for event in arrived}
-        stats = client.stats()
-    print(f"\n  client stats: sent={stats.sent} retried={stats.retried} dropped={stats.dropped}")
-    if missing or not delivered:
-        print(f"  FAILED: {len(missing)} events did not arrive")
-        return 1
-    print(f"  all {len(uuids)} events arrived. Run your own: posthog-integrations sink")
+def run(keep_open: bool = False) -> int:
+    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't."""
+    if not EXAMPLES.is_dir():
+        print("the demo serves the example projects of a clone of the repository; "
+              f"{EXAMPLES} is missing", file=sys.stderr)
+        return 2
+    shops = [shop for shop in SHOPS if not _unsupported_here(shop)]
+    missing = sorted({m for shop in shops for m in shop.needs if not _installed(m)})
+    if missing:
+        print(f"the demo needs {', '.join(missing)}: pip install 'posthog-integrations[all]'",
+              file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    print(f"posthog-integrations demo: {len(shops)} example shops, served for real, sending to "
+          "a local capture endpoint")
+    for shop in SHOPS:
+        if shop not in shops:
+            print(f"  skipped: the {shop.name} shop ({_unsupported_here(shop)})")
+    with LocalSink() as sink, ExitStack() as servers:
+        print(f"  local capture endpoint and viewer: {sink.url}/")
+        urls = {shop.name: servers.enter_context(_served(shop, sink.url)) for shop in shops}
+        for shop in shops:
+            _progress(f"{shop.name}: sending a visit to {urls[shop.name]}")
+            _visit(urls[shop.name], shop.name.lower())
+        _progress("stopping the servers; each flushes its events as it exits")
+        servers.close()
+        events = sink.events()
+        failed = sum(not _report(shop, events) for shop in shops)
+        print(f"\n  done in {time.perf_counter() - started:.1f} s")
+        if failed:
+            print(f"  FAILED: {failed} of {len(shops)} shops are missing events")
+            return 1
+        print(f"  every expected event arrived from all {len(shops)} shops")
+        if keep_open:
+            print(f"\n  browse them in the viewer: {sink.url}/ (Ctrl-C to stop)")
+            _wait_for_interrupt()
+        else:
+            print("  to browse them in the viewer: posthog-integrations demo --keep-open")
     return 0
+
+
+def _unsupported_here(shop: Shop) -> str | None:
+    """Why ``shop`` cannot run on this Python, if it cannot."""
+    if shop.name == "Django" and sys.version_info < (3, 10):
+        return "Django 5.2 needs Python 3.10 or newer"
+    return None
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", flush=True)
+
+
+@contextmanager
+def _served(shop: Shop, endpoint: str) -> Iterator[str]:
+    """Serve ``shop`` with its server on a free port until the block ends; yield its URL."""
+    port = _free_port()
+    env = {**os.environ, "POSTHOG_HOST": endpoint, "POSTHOG_API_KEY": DEMO_KEY,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES / shop.folder),
+                                                       os.environ.get("PYTHONPATH")]))}
+    _progress(f"{shop.name}: starting {shop.server} on port {port}")
+    process = subprocess.Popen(shop.argv(port), cwd=EXAMPLES / shop.folder, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_until_listening(process, port, shop.name)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_listening(process: subprocess.Popen[str], port: int, name: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"the {name} server exited with {process.returncode}:\n{output}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the {name} server did not listen within {READY_TIMEOUT:g} s")
+
+
+def _visit(base_url: str, name: str) -> None:
+    """One visitor, as posthog-js would report them to the backend: browse, sign up, buy, fail."""
+    anonymous = {"X-POSTHOG-DISTINCT-ID": f"anonymous-{name}",
+                 "X-POSTHOG-SESSION-ID": f"session-{name}"}
+    signed_up = {**anonymous, "X-POSTHOG-DISTINCT-ID": f"user-{name}-fan"}
+    _request(base_url + "/", anonymous)
+    _request(base_url + "/signup", anonymous, form={"username": f"{name}-fan", "plan": "pro"})
+    _request(base_url + "/cart/42", signed_up, form={})
+    _request(base_url + "/checkout", signed_up, expected_status=500)
+    _request(base_url + "/report", signed_up)
+
+
+def _request(url: str, headers: dict[str, str], form: dict[str, str] | None = None,
+             expected_status: int = 200) -> None:
+    data = None if form is None else urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    if status != expected_status:
+        raise RuntimeError(f"{url} answered {status}, expected {expected_status}")
+
+
+def _report(shop: Shop, events: list[dict[str, Any]]) -> bool:
+    """Print what arrived from ``shop``; whether every expected event is there."""
+    session = f"session-{shop.name.lower()}"
+    arrived = [e for e in events if e.get("properties", {}).get("$session_id") == session]
+    print(f"\n  {shop.name} ({shop.server}): {len(arrived)} events")
+    print(f"    {'event':<17} {'distinct id':<22} {'session':<18} {'route':<20} detail")
+    for event in arrived:
+        properties = event["properties"]
+        print(f"    {event['event']:<17} {event['distinct_id']:<22} {session:<18} "
+              f"{properties.get('$route', '-'):<20} {_detail(event)}".rstrip())
+    missing = [name for name in EXPECTED if name not in {e["event"] for e in arrived}]
+    if missing:
+        print(f"    MISSING: {', '.join(missing)}")
+    return not missing
+
+
+def _detail(event: dict[str, Any]) -> str:
+    properties = event["properties"]
+    if event["event"] == "$exception":
+        errors = properties.get("$exception_list") or [{}]
+        chain = " <- ".join(str(error.get("type")) for error in errors)
+        handled = errors[0].get("mechanism", {}).get("handled")
+        return f"{chain}{' (unhandled)' if handled is False else ''}"
+    if event["event"] == "$pageview":
+        return f"{properties.get('$request_duration_ms', 0):.1f} ms"
+    return ", ".join(f"{key}={value}" for key, value in properties.items()
+                     if not key.startswith("$"))
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()

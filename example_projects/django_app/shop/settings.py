@@ -1,0 +1,41 @@
+"""Settings of the example shop: the two PostHog lines are ``INSTALLED_APPS`` and ``MIDDLEWARE``.
+
+Without ``POSTHOG_HOST`` events go to the local capture endpoint (``posthog-integrations sink``).
+"""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-shop-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "shop.urls"
+WSGI_APPLICATION = "shop.wsgi.application"
+USE_TZ = True
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "posthog_integrations.django",
+]
+
+MIDDLEWARE = [
+    "posthog_integrations.django.PostHogMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
+LOCAL_ENDPOINT = "http://127.0.0.1:8010"
+_posthog_host = os.environ.get("POSTHOG_HOST") or LOCAL_ENDPOINT
+POSTHOG = {
+    "HOST": _posthog_host,
+    # The local endpoint takes any key; anywhere else the key must come from the environment.
+    "API_KEY": os.environ.get("POSTHOG_API_KEY") or (
+        "phc_local" if _posthog_host == LOCAL_ENDPOINT else None),
+    "CAPTURE_PAGEVIEWS": True,
+}

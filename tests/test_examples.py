@@ -1,0 +1,29 @@
+"""The example projects' own test suites pass, each run in its own process as its README says
+(three apps named ``shop`` and a Django settings module cannot share this process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
+
+
+@pytest.mark.parametrize(("folder", "tests"), [
+    pytest.param("django_app", 5, marks=pytest.mark.skipif(
+        sys.version_info < (3, 10), reason="Django 5.2 needs Python 3.10 or newer")),
+    ("flask_app", 5),
+    ("starlette_app", 10),  # the Starlette shop and its FastAPI twin
+])
+def test_the_example_projects_tests_pass(folder: str, tests: int) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("POSTHOG_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=EXAMPLES / folder, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{tests} passed" in result.stdout
