@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import hashlib
 import json
 import socket
 import threading
@@ -12,7 +14,8 @@ import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from werkzeug.wrappers import Request, Response
@@ -27,6 +30,7 @@ __all__ = ["RecordedRequest", "ScriptedResponse", "SinkApp"]
 CAPTURE_PATHS = frozenset({"/batch", "/i/v0/e", "/e", "/capture"})
 V1_PATH = "/i/v1/analytics/events"
 API_EVENTS_PATH = "/api/events"
+VIEWER_PATHS = frozenset({"/", "/index.html"})
 DEFAULT_API_LIMIT = 1000
 
 
@@ -235,6 +239,8 @@ class SinkApp:
             return self._capture(request, v1=True)
         if request.method == "GET" and path == API_EVENTS_PATH:
             return self._api_events(request)
+        if request.method == "GET" and path in VIEWER_PATHS:
+            return self._viewer()
         return _error(404, "not_found", "not_found", "no such endpoint")
 
     def _capture(self, request: Request, *, v1: bool) -> Response:
@@ -308,18 +314,56 @@ class SinkApp:
         return _json(plan.status, {"status": 1}, headers)
 
     def _api_events(self, request: Request) -> Response:
+        """Stored events, newest first, as ``{"events": [...], "cursor": n}``.
+
+        Pass the answer's ``cursor`` back as ``after`` to get only the events stored since.
+        """
         try:
-            limit = int(request.args.get("limit", DEFAULT_API_LIMIT))
-        except ValueError:
-            return _error(400, "validation_error", "invalid_limit", "limit must be an integer")
-        events = self.store.events(
+            limit = _int_arg(request, "limit", DEFAULT_API_LIMIT)
+            after = _int_arg(request, "after", 0)
+        except _InvalidArg as exc:
+            return _error(400, "validation_error", f"invalid_{exc}", f"{exc} must be an integer")
+        records = self.store.records(
             event=request.args.get("event") or None,
             distinct_id=request.args.get("distinct_id") or None,
             session_id=request.args.get("session_id") or None,
-            limit=max(limit, 0),
+            limit=limit,
             newest_first=True,
+            after=after or None,
         )
-        return _json(200, {"events": [public_event(e) for e in events]})
+        cursor = records[0].seq if records else after
+        return _json(200, {"events": [public_event(r.event) for r in records], "cursor": cursor})
+
+    def _viewer(self) -> Response:
+        page, policy = _viewer_page()
+        headers = {"Content-Security-Policy": policy, "Cache-Control": "no-store"}
+        return Response(page, headers=headers, mimetype="text/html")
+
+
+class _InvalidArg(ValueError):
+    """A query parameter is not what it should be; the message is its name."""
+
+
+def _int_arg(request: Request, name: str, default: int) -> int:
+    """The query parameter ``name`` as an integer of at least 0."""
+    try:
+        return max(int(request.args.get(name, default)), 0)
+    except ValueError:
+        raise _InvalidArg(name) from None
+
+
+@cache
+def _viewer_page() -> tuple[bytes, str]:
+    """The viewer's HTML and a Content-Security-Policy that runs only its own inline script."""
+    page = resources.files("posthog_integrations.sink").joinpath("viewer.html").read_text("utf-8")
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline';"
+        " img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none';"
+        " frame-ancestors 'none'"
+    )
+    return page.encode(), policy
 
 
 def _bearer(authorization: str) -> str | None:

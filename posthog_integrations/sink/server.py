@@ -209,7 +209,7 @@ def serve(host: str, port: int, db_path: str | None, echo: bool = True) -> None:
         where = db_path or "memory (lost on exit)"
         print(f"  events are stored in {where} ({sink.store.count()} there now)")
         print(f"  point a client at it:  POSTHOG_HOST={sink.url}")
-        print(f"  recent events as JSON: {sink.url}/api/events")
+        print(f"  watch them live:       {sink.url}/  (JSON at {sink.url}/api/events)")
         print("  press Ctrl-C to stop", flush=True)
         while True:
             time.sleep(3600)

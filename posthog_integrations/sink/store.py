@@ -139,9 +139,15 @@ class EventStore:
         api_key: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        after: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Stored events exactly as received, oldest first unless ``newest_first``."""
-        rows = self._select("data", event, distinct_id, session_id, api_key, limit, newest_first)
+        """Stored events exactly as received, oldest first unless ``newest_first``.
+
+        ``after`` keeps only the events stored after the one with that sequence number.
+        """
+        rows = self._select(
+            "data", event, distinct_id, session_id, api_key, limit, newest_first, after
+        )
         return _decode_all(data for (data,) in rows)
 
     def records(
@@ -153,6 +159,7 @@ class EventStore:
         api_key: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        after: int | None = None,
     ) -> list[StoredEvent]:
         """Like :meth:`events`, with the sequence number, arrival time, endpoint and key."""
         rows = self._select(
@@ -163,6 +170,7 @@ class EventStore:
             api_key,
             limit,
             newest_first,
+            after,
         )
         events = _decode_all(row[4] for row in rows)
         return [
@@ -179,6 +187,7 @@ class EventStore:
         api_key: str | None,
         limit: int | None,
         newest_first: bool,
+        after: int | None,
     ) -> list[tuple[Any, ...]]:
         filters = {
             "event": event,
@@ -189,6 +198,9 @@ class EventStore:
         # Column names come from the fixed dict above, never from the caller.
         where = [f"{column} = ?" for column, value in filters.items() if value is not None]
         params: list[Any] = [value for value in filters.values() if value is not None]
+        if after is not None:
+            where.append("seq > ?")
+            params.append(after)
         sql = f"SELECT {columns} FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
