@@ -1,4 +1,4 @@
-"""The ``posthog-integrations`` command: ``demo`` and ``sink``."""
+"""The ``posthog-integrations`` command: ``demo``, ``sink`` and ``check``."""
 
 from __future__ import annotations
 
@@ -7,22 +7,33 @@ import sys
 import types
 from collections.abc import Sequence
 
+from . import check_cli
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="posthog-integrations", description="PostHog for Django, Flask and ASGI apps."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "demo", help="capture events end to end against a local capture endpoint and show them"
+    demo_parser = commands.add_parser(
+        "demo", help="serve the example shops, send them a visit, show the events that arrived"
     )
+    demo_parser.add_argument("--keep-open", action="store_true",
+                             help="keep the local endpoint and its viewer running afterwards")
     sink_parser = commands.add_parser(
         "sink", help="run a local PostHog-compatible capture endpoint (no account needed)"
     )
+    check_parser = commands.add_parser(
+        "check", help="send one test event with your app's PostHog settings and report what "
+                      "happened, plus fork and threading hazards"
+    )
+    check_cli.add_arguments(check_parser)
     sink_server = _optional_sink()
     if sink_server is not None:
         sink_server.add_arguments(sink_parser)
     args = parser.parse_args(argv)
+    if args.command == "check":  # needs no werkzeug
+        return check_cli.run(args)
     if sink_server is None:
         print("the local capture endpoint needs werkzeug: "
               "pip install 'posthog-integrations[sink]'", file=sys.stderr)
@@ -32,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     from . import demo
 
-    return demo.run()
+    return demo.run(keep_open=args.keep_open)
 
 
 def _optional_sink() -> types.ModuleType | None:

@@ -49,22 +49,37 @@ def run_check(options: Mapping[str, Any], *, timeout: float = 10.0) -> CheckResu
         reason = ("PostHog is disabled" if client.options.disabled
                   else "no API key is configured (set POSTHOG_API_KEY or the API key setting)")
         return CheckResult(False, f"nothing was sent: {reason}", host)
+    if not client.options.send:
+        return CheckResult(False, "nothing was sent: send is False (events are accepted, then "
+                           "dropped)", host)
     started = time.perf_counter()
-    client.capture(CHECK_EVENT, distinct_id="posthog-integrations-check",
-                   properties={"$process_person_profile": False})
+    accepted = client.capture(CHECK_EVENT, distinct_id="posthog-integrations-check",
+                              properties={"$process_person_profile": False})
     latency_ms = (time.perf_counter() - started) * 1000
     client.shutdown(timeout=1.0)
+    if accepted is None:
+        return CheckResult(False, "nothing was sent: the client dropped the test event (does "
+                           "before_send return None for it?)", host)
     if not errors:
         return CheckResult(True, f"delivered a test event to {host} in {latency_ms:.0f} ms",
                            host, 200, latency_ms)
     return _explain(errors[0], host, latency_ms)
 
 
+def status_meaning(status: int) -> str:
+    """What an HTTP status from the capture endpoint means for the sender, in a few words."""
+    if 200 <= status < 300:
+        return "the event was accepted"
+    if status in _STATUS_MEANINGS:
+        return _STATUS_MEANINGS[status]
+    if status >= 500:
+        return "the endpoint had a server error; try again later"
+    return "unexpected answer"
+
+
 def _explain(error: Exception, host: str, latency_ms: float) -> CheckResult:
     if isinstance(error, APIError):
-        meaning = _STATUS_MEANINGS.get(error.status) or (
-            "the endpoint had a server error; try again later" if error.status >= 500
-            else "unexpected answer")
+        meaning = status_meaning(error.status)
         return CheckResult(False, f"{host} answered HTTP {error.status}: {meaning}", host,
                            error.status, latency_ms)
     if isinstance(error, requests.Timeout):
