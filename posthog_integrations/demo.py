@@ -41,15 +41,25 @@ class Shop:
     server: str
     command: tuple[str, ...]
     needs: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
 
     def argv(self, port: int) -> list[str]:
-        return [sys.executable, "-m", *(part.format(port=port) for part in self.command)]
+        command = [part.format(port=port) for part in self.command]
+        if self.server == "gunicorn" and _gunicorn_has_control_socket():
+            command.append("--no-control-socket")  # or each one opens ~/.gunicorn/gunicorn.ctl
+        return [sys.executable, "-m", *command]
+
+
+def _gunicorn_has_control_socket() -> bool:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS)
 
 
 SHOPS = (
     Shop("Django", "django_app", "gunicorn",
          ("gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4", "shop.wsgi"),
-         ("django", "gunicorn")),
+         ("django", "gunicorn"), (("DJANGO_SETTINGS_MODULE", "shop.settings"),)),
     Shop("Flask", "flask_app", "gunicorn",
          ("gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4", "shop:create_app()"),
          ("flask", "gunicorn")),
@@ -79,10 +89,22 @@ def run(keep_open: bool = False) -> int:
             print(f"  skipped: the {shop.name} shop ({_unsupported_here(shop)})")
     with LocalSink() as sink, ExitStack() as servers:
         print(f"  local capture endpoint and viewer: {sink.url}/")
-        urls = {shop.name: servers.enter_context(_served(shop, sink.url)) for shop in shops}
-        for shop in shops:
-            _progress(f"{shop.name}: sending a visit to {urls[shop.name]}")
-            _visit(urls[shop.name], shop.name.lower())
+        logs: dict[str, str] = {}
+        urls = {}
+        visiting = None
+        try:
+            for shop in shops:
+                urls[shop.name] = servers.enter_context(_served(shop, sink.url, logs))
+            for visiting in shops:
+                _progress(f"{visiting.name}: sending a visit to {urls[visiting.name]}")
+                _visit(urls[visiting.name], visiting.name.lower())
+        except (RuntimeError, OSError) as error:
+            servers.close()
+            print(f"  FAILED: {error}")
+            if visiting is not None:
+                print(f"\n  what the {visiting.name} server printed:\n"
+                      f"{logs.get(visiting.name, '').rstrip()}")
+            return 1
         _progress("stopping the servers; each flushes its events as it exits")
         servers.close()
         events = sink.events()
@@ -116,10 +138,13 @@ def _progress(message: str) -> None:
 
 
 @contextmanager
-def _served(shop: Shop, endpoint: str) -> Iterator[str]:
-    """Serve ``shop`` with its server on a free port until the block ends; yield its URL."""
+def _served(shop: Shop, endpoint: str, logs: dict[str, str]) -> Iterator[str]:
+    """Serve ``shop`` with its server on a free port until the block ends; yield its URL.
+    What the server printed is left in ``logs``."""
     port = _free_port()
-    env = {**os.environ, "POSTHOG_HOST": endpoint, "POSTHOG_API_KEY": DEMO_KEY,
+    inherited = {name: value for name, value in os.environ.items()
+                 if not name.startswith("POSTHOG_")}  # e.g. POSTHOG_DISABLED from the shell
+    env = {**inherited, **dict(shop.env), "POSTHOG_HOST": endpoint, "POSTHOG_API_KEY": DEMO_KEY,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES / shop.folder),
                                                        os.environ.get("PYTHONPATH")]))}
     _progress(f"{shop.name}: starting {shop.server} on port {port}")
@@ -132,10 +157,11 @@ def _served(shop: Shop, endpoint: str) -> Iterator[str]:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
-            process.communicate(timeout=STOP_TIMEOUT)
+            output, _ = process.communicate(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.communicate()
+            output, _ = process.communicate()
+        logs[shop.name] = output or ""
 
 
 def _free_port() -> int:

@@ -20,7 +20,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
     ("starlette_app", 10),  # the Starlette shop and its FastAPI twin
 ])
 def test_the_example_projects_tests_pass(folder: str, tests: int) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("POSTHOG_")}
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("POSTHOG_") and name != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
         cwd=EXAMPLES / folder, env=env, capture_output=True, text=True, timeout=120, check=False,
