@@ -113,12 +113,14 @@ class _ResponseWatcher:
         route = _route_template(scope, self.root_path) if "endpoint" in scope else None
         return info._replace(route=route) if route else info
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # A plain function handing back the server's awaitable: no coroutine of our own per
+        # message, which is most of what a pass-through costs.
         if message["type"] == "http.response.start":
             self.status = message.get("status")
             if self.watch_content_type:
                 self.content_type = _header(message.get("headers"), b"content-type")
-        await self.send(message)
+        return self.send(message)
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]] | None, wanted: bytes) -> str | None:
