@@ -2,10 +2,14 @@
 
 Runs posthog_integrations and the official ``posthog`` client side by side against a local
 capture endpoint in a separate process, prints one table, and writes it to
-``bench/results/latest.json`` and ``bench/results/latest.md``.
+``bench/results/latest.json`` and ``bench/results/latest.md``, then rewrites the README's
+performance table from them. A ``--quick`` run writes ``bench/results/quick.*`` instead, and
+a run of some benchmarks or rounds only ``bench/results/partial.*``: neither touches the
+committed results.
 
 Exit status: 0 when every variant ran and every event arrived, 1 when a run failed or lost
-events (missing a performance target is reported, never an error), 2 for bad arguments.
+events (missing a performance target is reported, never an error; so are the drops the burst
+benchmark provokes, as long as each one is counted), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -20,16 +24,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .burst import BURST_BENCHMARKS
 from .core import BENCHMARKS as CORE_BENCHMARKS
 from .core import FULL, QUICK, Benchmark, RunResult, run_all
 from .django_requests import DJANGO_BENCHMARKS
 from .endpoint import Endpoint, EndpointError
 from .flask_requests import FLASK_BENCHMARKS
+from .memory import MEMORY_BENCHMARKS
+from .readme import README, update_readme
 from .report import build_rows, environment, generated_at, render_text, table_rows, write_results
 from .variants import MAX_QUEUE_SIZE, available_variants
 from .web import WEB_BENCHMARKS
 
-BENCHMARKS = (*CORE_BENCHMARKS, *WEB_BENCHMARKS, *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS)
+BENCHMARKS = (*CORE_BENCHMARKS, *BURST_BENCHMARKS, *MEMORY_BENCHMARKS, *WEB_BENCHMARKS,
+              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,8 +51,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
-                             "exception, capture, delivery, asgi, django, flask (or a single "
-                             "benchmark such as capture_10, asgi_direct, asgi_server)")
+                             "exception, capture, delivery, burst, memory, asgi, django, flask "
+                             "(or a single benchmark such as capture_10, asgi_server, "
+                             "flask_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the JSON results to PATH")
     args = parser.parse_args(argv)
@@ -185,8 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"NOTE: the {name} client did not run: {reason}")
     for note in notes:
         print(f"note: {note}")
-    written = write_results(table, runs, meta, failures, args.json)
+    complete = not args.quick and args.only is None and args.rounds is None
+    name = "latest" if complete else "quick" if args.quick else "partial"
+    written = write_results(table, runs, meta, failures, args.json, name)
     print(f"wrote {', '.join(str(path) for path in written)} ({wall:.0f} s)")
+    if complete and update_readme():
+        print(f"rewrote the performance table of {README}")
     if failures:
         print("\nFAILED:", file=sys.stderr)
         for failure in failures:

@@ -21,12 +21,19 @@ from .endpoint import Delivery, Endpoint
 from .variants import DISTINCT_ID, EVENT_NAME, Variant
 
 __all__ = [
+    "ARRIVAL_TIMEOUT",
     "BENCHMARKS",
+    "FLUSH_TIMEOUT",
     "FULL",
     "QUICK",
+    "SHUTDOWN_TIMEOUT",
+    "TEN_PROPERTIES",
     "Benchmark",
     "RunResult",
     "Settings",
+    "WarningCounter",
+    "api_key_for",
+    "paired_samples",
     "percentile",
     "run_all",
 ]
@@ -51,6 +58,8 @@ class Settings:
     request_block: int  # requests per sample
     server_seconds: float  # load per real-server measurement (after a 1 s warm-up)
     server_connections: int  # keep-alive connections of the load generator
+    burst_events: int  # events captured in one burst into a default client
+    memory_events: int  # events held in a queue that cannot drain, for the memory probe
 
     def describe(self) -> str:
         warmup = f" after {self.warmup_rounds} warm-up round(s)" if self.warmup_rounds else ""
@@ -59,7 +68,8 @@ class Settings:
             f" {self.samples} timed samples of {self.block} calls;"
             f" delivery: {self.delivery_events:,} events; requests: {self.request_samples}"
             f" samples of {self.request_block}; servers: {self.server_seconds:g} s at"
-            f" {self.server_connections} connections"
+            f" {self.server_connections} connections; burst: {self.burst_events:,} events;"
+            f" memory: {self.memory_events:,} queued events"
         )
 
 
@@ -67,10 +77,13 @@ class Settings:
 FULL = Settings(
     rounds=6, warmup_rounds=1, samples=150, block=200, warmup_blocks=20, delivery_events=50_000,
     request_samples=60, request_block=200, server_seconds=10.0, server_connections=16,
+    burst_events=50_000, memory_events=10_000,
 )
+# The quick burst still outruns the default 10,000-event queue, so CI goes through the drop path.
 QUICK = Settings(
     rounds=1, warmup_rounds=0, samples=15, block=200, warmup_blocks=5, delivery_events=5_000,
     request_samples=6, request_block=100, server_seconds=1.0, server_connections=8,
+    burst_events=20_000, memory_events=2_000,
 )
 
 
@@ -139,11 +152,11 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def _api_key(variant: Variant, benchmark: str, round_index: int) -> str:
+def api_key_for(variant: Variant, benchmark: str, round_index: int) -> str:
     return f"phc_bench_{variant.name}_{benchmark}_r{round_index}_{uuid.uuid4().hex[:10]}"
 
 
-class _WarningCounter(logging.Handler):
+class WarningCounter(logging.Handler):
     """Collects the warnings and errors a library logs during one run."""
 
     def __init__(self) -> None:
@@ -164,9 +177,9 @@ def _run_with_client(
     body: Callable[[Any], int],
 ) -> None:
     """Build a client, run ``body(client) -> events captured``, shut down, check arrival."""
-    api_key = _api_key(variant, result.benchmark, result.round)
+    api_key = api_key_for(variant, result.benchmark, result.round)
     logger = logging.getLogger(variant.logger_name)
-    counter = _WarningCounter()
+    counter = WarningCounter()
     logger.addHandler(counter)
     captured = 0
     client: Any = None
@@ -370,6 +383,17 @@ def _progress(result: RunResult, title: str) -> str:
         numbers = (
             f"{metrics['requests_per_s']:9,.0f} requests/s, p99 {metrics['p99_ms']:.2f} ms"
             f" ({metrics['ratio_to_bare']:.3f}x bare's {metrics['bare_requests_per_s']:,.0f})"
+        )
+    elif "accepted" in metrics:
+        numbers = (
+            f"{metrics['accepted']:7,.0f} accepted, {metrics['dropped']:,.0f} dropped,"
+            f" {metrics.get('delivered', 0):,.0f} delivered;"
+            f" {metrics['burst_us_per_event']:.2f} µs/event"
+        )
+    elif "rss_delta_mib" in metrics:
+        numbers = (
+            f"{metrics['rss_delta_mib']:7.1f} MiB RSS growth,"
+            f" {metrics['bytes_per_event']:,.0f} bytes/event"
         )
     elif "events_per_s" in metrics:
         numbers = (

@@ -40,6 +40,7 @@ class Row:
     spread: str  # "samples" (p10-p90 of per-call samples) or "rounds" (min-max over rounds)
     decimals: int
     floor_metric: str | None = None  # the same quantity for the bare app, taken in each run
+    words: tuple[str, str] | None = None  # how ours compares when better, when worse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,8 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
     """The table's rows for the selected benchmarks."""
     keys = {benchmark.key for benchmark in benchmarks}
     events = f"{settings.delivery_events:,}"
+    burst = f"{settings.burst_events:,}"
+    more, fewer, smaller = ("more", "fewer"), ("fewer", "more"), ("smaller", "larger")
     rows = [
         Row("context", "median_us", "context: enter + 5 tags + identify + session [µs]",
             True, 1.0, "official ≈ 3.2", "samples", 2),
@@ -72,6 +75,21 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
         Row("delivery", "cpu_s_per_10k",
             "client CPU per 10k delivered [CPU s; median (min-max)]",
             True, None, "", "rounds", 3),
+        Row("burst", "accepted",
+            f"burst of {burst} events, default client: accepted [events; median (min-max)]",
+            False, None, "", "rounds", 0, words=more),
+        Row("burst", "delivered", "burst: delivered [events; median (min-max)]",
+            False, None, "", "rounds", 0, words=more),
+        Row("burst", "dropped", "burst: dropped, each one counted [events; median (min-max)]",
+            True, None, "", "rounds", 0, words=fewer),
+        Row("burst", "burst_us_per_event",
+            "burst: capture() on the calling thread [µs/event; median (min-max)]",
+            True, None, "", "rounds", 2),
+        Row("memory", "rss_delta_mib",
+            f"memory: RSS growth, {settings.memory_events:,} queued 1 KiB events"
+            " [MiB; median (min-max)]", True, None, "", "rounds", 1, words=smaller),
+        Row("memory", "bytes_per_event", "memory: RSS per queued event [bytes; median (min-max)]",
+            True, None, "", "rounds", 0, words=smaller),
         Row("asgi_direct", "median_us",
             "Starlette request, called directly [µs; median (p10-p90)]",
             True, None, "", "samples", 1, floor_metric="bare_us"),
@@ -97,6 +115,14 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
                     True, None, "", "samples", 1, floor_metric="bare_us"))
     rows.append(Row("flask", "ratio_to_bare", "Flask request through WSGI [x bare]", True, 1.15,
                     "official ≈ 2.8", "rounds", 3))
+    rows.append(Row("flask_server", "requests_per_s",
+                    "gunicorn gthread + Flask [requests/s; median (min-max)]",
+                    False, None, "", "rounds", 0, floor_metric="bare_requests_per_s"))
+    rows.append(Row("flask_server", "ratio_to_bare", "gunicorn gthread + Flask requests/s [x bare]",
+                    False, 0.95, "official ≈ 0.8", "rounds", 3))
+    rows.append(Row("flask_server", "p99_ms",
+                    "gunicorn gthread + Flask p99 latency [ms; median (min-max)]",
+                    True, None, "", "rounds", 2, floor_metric="bare_p99_ms"))
     return [row for row in rows if row.benchmark in keys]
 
 
@@ -146,8 +172,8 @@ def _ratio(ours: Summary | None, official: Summary | None, row: Row) -> str:
         return "-"
     ratio = official.median / ours.median
     advantage = ratio if row.lower_is_better else 1 / ratio
-    better, worse = ("cheaper", "costlier") if row.metric.startswith("cpu") else (
-        "faster", "slower")
+    better, worse = row.words or (("cheaper", "costlier") if row.metric.startswith("cpu") else (
+        "faster", "slower"))
     if advantage >= 1:
         return f"{ratio:.2f} (ours {advantage:.1f}x {better})"
     return f"{ratio:.2f} (ours {1 / advantage:.1f}x {worse})"
@@ -315,8 +341,9 @@ def write_results(
     meta: Mapping[str, Any],
     failures: Sequence[str],
     extra_json: Path | None = None,
+    name: str = "latest",
 ) -> list[Path]:
-    """Write ``results/latest.json`` and ``results/latest.md`` (and ``extra_json``)."""
+    """Write ``results/<name>.json`` and ``results/<name>.md`` (and ``extra_json``)."""
     document = {
         **meta,
         "ok": not failures,
@@ -326,11 +353,11 @@ def write_results(
     }
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     written = []
-    for path in (RESULTS_DIR / "latest.json", extra_json):
+    for path in (RESULTS_DIR / f"{name}.json", extra_json):
         if path is not None:
             _write_atomic(path, text)
             written.append(path)
-    markdown = RESULTS_DIR / "latest.md"
+    markdown = RESULTS_DIR / f"{name}.md"
     _write_atomic(markdown, render_markdown(table, meta, failures))
     written.append(markdown)
     return written

@@ -2,7 +2,8 @@
 
 A :class:`Variant` builds a client pointed at a capture endpoint, captures, flushes and shuts it
 down. Both libraries are configured with their default delivery settings, except
-``max_queue_size`` (large enough that nothing is dropped) and gzip, which is on for both.
+``max_queue_size`` (large enough that nothing is dropped) and gzip, which is on for both;
+:meth:`Variant.make_default_client` keeps every default (the burst benchmark).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable
 __all__ = [
     "DISTINCT_ID",
     "EVENT_NAME",
+    "FLASK_ROUTE",
     "MAX_QUEUE_SIZE",
     "REQUEST_HEADERS",
     "STARLETTE_ROUTE",
@@ -24,6 +26,7 @@ __all__ = [
     "OursVariant",
     "Variant",
     "available_variants",
+    "build_flask_app",
     "build_starlette_app",
     "variant_named",
 ]
@@ -55,6 +58,10 @@ class Variant(abc.ABC):
     @abc.abstractmethod
     def make_client(self, url: str, api_key: str) -> Any: ...
 
+    @abc.abstractmethod
+    def make_default_client(self, url: str, api_key: str) -> Any:
+        """A client with the library's defaults: only the host and API key are set."""
+
     def capture(self, client: Any, properties: Mapping[str, Any] | None) -> None:
         """Capture one benchmark event (convenience; hot loops use :meth:`bind_capture`)."""
         self.bind_capture(client)(EVENT_NAME, distinct_id=DISTINCT_ID, properties=properties)
@@ -75,6 +82,10 @@ class Variant(abc.ABC):
         """Events the client itself reports as dropped, when it keeps such a count."""
         return None
 
+    def drops_by_reason(self, client: Any) -> dict[str, int] | None:
+        """The client's own dropped-event counts by reason (nonzero only), when it keeps them."""
+        return None
+
     @abc.abstractmethod
     def context_block(self) -> Callable[[], None]:
         """One request's worth of context work: enter, 5 tags, identify, session, exit."""
@@ -85,6 +96,10 @@ class Variant(abc.ABC):
     @abc.abstractmethod
     def asgi_middleware(self) -> tuple[Any, dict[str, Any]]:
         """The library's ASGI middleware class and the options it needs besides ``client``."""
+
+    @abc.abstractmethod
+    def install_flask(self, app: Any, client: Any) -> None:
+        """Set the library's Flask extension up on ``app`` with ``client``."""
 
 
 class OursVariant(Variant):
@@ -105,6 +120,9 @@ class OursVariant(Variant):
             raise RuntimeError(f"unexpected client options: {client.options!r}")
         return client
 
+    def make_default_client(self, url: str, api_key: str) -> Any:
+        return self._client_class(api_key, host=url)
+
     def flush(self, client: Any, timeout: float) -> bool | None:
         return bool(client.flush(timeout=timeout))
 
@@ -113,6 +131,10 @@ class OursVariant(Variant):
 
     def dropped(self, client: Any) -> int | None:
         return int(client.stats().dropped)
+
+    def drops_by_reason(self, client: Any) -> dict[str, int] | None:
+        counts = client.stats().dropped_by_reason
+        return {str(reason): int(count) for reason, count in counts.items() if count}
 
     def context_block(self) -> Callable[[], None]:
         from posthog_integrations import (
@@ -128,6 +150,11 @@ class OursVariant(Variant):
         from posthog_integrations.asgi import PostHogMiddleware
 
         return PostHogMiddleware, {}
+
+    def install_flask(self, app: Any, client: Any) -> None:
+        from posthog_integrations.flask import PostHog
+
+        PostHog(app, client=client)
 
 
 class OfficialVariant(Variant):
@@ -161,6 +188,9 @@ class OfficialVariant(Variant):
             api_key, host=url, gzip=True, max_queue_size=MAX_QUEUE_SIZE, personal_api_key=None
         )
 
+    def make_default_client(self, url: str, api_key: str) -> Any:
+        return self._client_class(api_key, host=url, personal_api_key=None)
+
     def flush(self, client: Any, timeout: float) -> bool | None:
         if self._flush_timeout_arg is None:
             client.flush()
@@ -183,6 +213,11 @@ class OfficialVariant(Variant):
 
         return PosthogASGIMiddleware, {}
 
+    def install_flask(self, app: Any, client: Any) -> None:
+        from posthog.integrations.flask import PosthogFlaskIntegration
+
+        PosthogFlaskIntegration(app, client=client)
+
 
 def _context_block(new_context: Callable[[], Any], tag: Callable[[str, Any], None],
                    identify: Callable[[str], None],
@@ -202,6 +237,7 @@ def _context_block(new_context: Callable[[], Any], tag: Callable[[str, Any], Non
 
 # A browser-like request to a route with a path parameter, carrying both tracing headers.
 STARLETTE_ROUTE = "/items/{item_id}"
+FLASK_ROUTE = "/items/<int:item_id>"
 REQUEST_HEADERS = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
                   "Chrome/130.0 Safari/537.36",
@@ -229,6 +265,21 @@ def build_starlette_app(variant: Variant | None, client: Any) -> Any:
         middleware_class, options = variant.asgi_middleware()
         middleware.append(Middleware(middleware_class, client=client, **options))
     return Starlette(routes=[Route(STARLETTE_ROUTE, item)], middleware=middleware)
+
+
+def build_flask_app(variant: Variant | None, client: Any) -> Any:
+    """A one-route Flask app with the variant's extension set up (bare when None)."""
+    from flask import Flask
+
+    app = Flask("bench")
+
+    @app.route(FLASK_ROUTE)
+    def item(item_id: int) -> str:
+        return f"item {item_id}"
+
+    if variant is not None:
+        variant.install_flask(app, client)
+    return app
 
 
 def variant_named(name: str) -> Variant:
