@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import shlex
 import sys
@@ -20,10 +19,10 @@ from typing import Any, TextIO
 from .check import CheckResult, run_check, status_meaning
 from .core.client import Client
 from .core.options import ClientOptions, ConfigurationError, positive_seconds
+from .core.runtime import uwsgi_options, uwsgi_threads_enabled
 
 DELIVERED, NOT_DELIVERED, UNUSABLE = 0, 1, 2
 SERVERLESS_VARIABLES = ("AWS_LAMBDA_FUNCTION_NAME", "FUNCTION_TARGET", "K_SERVICE", "VERCEL")
-_TRUE = frozenset({"1", "true", "yes", "on"})
 # Keys shorter than this show no tail when masked, and are not searched for in the output.
 _MASKABLE_LENGTH = 20
 _MIN_REDACTED_LENGTH = 6
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     printer.secret = options.api_key or printer.secret
     printer.say(f"PostHog check with the settings of {settings.source}")
     printer.show([*settings.notes, *settings_findings(options)])
-    hazards = runtime_findings(options, os.environ, sys.argv, _uwsgi_options())
+    hazards = runtime_findings(options, os.environ, sys.argv, uwsgi_options())
     if not can_send(options):
         printer.show(hazards)
         printer.say("PostHog check failed: nothing was sent (see FAIL above)")
@@ -231,15 +230,14 @@ def uwsgi_finding(sync_mode: bool, environ: Mapping[str, str], argv: Sequence[st
                   uwsgi_options: Mapping[str, Any] | None) -> Finding | None:
     """Under uWSGI, threads must be enabled for the background sender (or use sync_mode)."""
     if uwsgi_options is not None:
-        threads = _truthy(uwsgi_options.get("enable-threads")) or \
-            _count(uwsgi_options.get("threads")) > 1
+        threads = uwsgi_threads_enabled(uwsgi_options)
         evidence = "uWSGI options"
     else:
         variables = sorted(name for name in environ if name.startswith("UWSGI_"))
         if not variables and not _ran_as(argv, "uwsgi"):
             return None
-        threads = _truthy(environ.get("UWSGI_ENABLE_THREADS")) or \
-            _count(environ.get("UWSGI_THREADS")) > 1 or \
+        threads = uwsgi_threads_enabled({"enable-threads": environ.get("UWSGI_ENABLE_THREADS"),
+                                         "threads": environ.get("UWSGI_THREADS")}) or \
             any(arg in ("--enable-threads", "-T") or arg.startswith("--threads") for arg in argv)
         evidence = ", ".join(variables[:3]) or "the command line"
     if sync_mode:
@@ -273,36 +271,6 @@ def serverless_finding(sync_mode: bool, environ: Mapping[str, str]) -> Finding |
                    "may freeze or end the process between invocations, before the background "
                    "sender has sent; set sync_mode=True or call flush() at the end of each "
                    "invocation")
-
-
-def _uwsgi_options() -> Mapping[str, Any] | None:
-    """``uwsgi.opt`` inside a uWSGI process (its module exists only there), else None."""
-    try:
-        uwsgi = importlib.import_module("uwsgi")
-    except ImportError:
-        return None
-    options = getattr(uwsgi, "opt", None)
-    return options if isinstance(options, Mapping) else {}
-
-
-def _truthy(value: Any) -> bool:
-    """A uWSGI option or environment value meaning "on" (``True``, ``b"1"``, ``"true"``...)."""
-    if isinstance(value, (list, tuple)):
-        return any(_truthy(item) for item in value)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE)
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, (list, tuple)):
-        value = value[-1] if value else None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    try:
-        return int(value) if isinstance(value, (str, int)) else 0
-    except ValueError:
-        return 0
 
 
 def _ran_as(argv: Sequence[str], program: str) -> bool:

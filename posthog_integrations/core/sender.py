@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .options import ClientOptions
 from .queue import EventQueue
+from .runtime import uwsgi_options, uwsgi_threads_enabled
 from .serialization import encode_event
 from .stats import Counters
 from .transport import Transport, backoff_delay, is_retryable
@@ -29,6 +30,7 @@ MAX_BATCH_BYTES = 5 * 1024 * 1024
 ATEXIT_TIMEOUT = 2.0
 _live_senders: weakref.WeakSet[Sender] = weakref.WeakSet()
 _atexit_registered = False
+_threads_checked_in = 0  # the pid the uWSGI threads check ran in: once per process
 _monotonic = time.monotonic
 
 
@@ -130,6 +132,7 @@ class Sender:
                 return
             self._thread = thread
         _register_atexit()
+        _warn_if_threads_never_run()
 
     def _run(self) -> None:
         due: float | None = None
@@ -241,6 +244,18 @@ class Sender:
     def _after_fork_in_child(self) -> None:
         self._reset_runtime()
         self._counters.reset()
+
+
+def _warn_if_threads_never_run() -> None:
+    """uWSGI without threads never runs the sender: say so once, with the fix."""
+    global _threads_checked_in
+    if _threads_checked_in == os.getpid():
+        return
+    _threads_checked_in = os.getpid()
+    options = uwsgi_options()
+    if options is not None and not uwsgi_threads_enabled(options):
+        logger.warning("uWSGI runs without threads, so PostHog events are never sent: set "
+                       "enable-threads = true in the uWSGI configuration, or sync_mode=True")
 
 
 def _register_atexit() -> None:

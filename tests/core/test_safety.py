@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 from typing import Any
 
 import pytest
@@ -235,3 +236,30 @@ def test_modules_imported_lazily_on_the_first_request_are_imported_up_front() ->
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=30, check=True)
     assert result.stdout.split() == ["True", "True"]
+
+
+def test_uwsgi_without_threads_is_warned_about_once(
+        make_client: ClientFactory, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from posthog_integrations.core import sender
+
+    # What uWSGI puts in sys.modules of its workers; options as uWSGI gives them (bytes).
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(opt={"master": True}))
+    monkeypatch.setattr(sender, "_threads_checked_in", 0)
+    make_client().capture("one", distinct_id="u")
+    make_client().capture("two", distinct_id="u")
+    warnings = [r.getMessage() for r in caplog.records if "uWSGI" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "enable-threads = true" in warnings[0]
+
+
+def test_uwsgi_with_threads_is_not_warned_about(
+        make_client: ClientFactory, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from posthog_integrations.core import sender
+
+    monkeypatch.setitem(sys.modules, "uwsgi",
+                        types.SimpleNamespace(opt={"enable-threads": b"true"}))
+    monkeypatch.setattr(sender, "_threads_checked_in", 0)
+    make_client().capture("one", distinct_id="u")
+    assert not [r for r in caplog.records if "uWSGI" in r.getMessage()]
