@@ -6,6 +6,7 @@ import argparse
 import sys
 import types
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import check_cli
 
@@ -20,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo_parser.add_argument("--keep-open", action="store_true",
                              help="keep the local endpoint and its viewer running afterwards")
+    demo_parser.add_argument("--examples", type=Path, metavar="DIR",
+                             help="the example_projects folder of a clone (default: beside the "
+                                  "package, else ./example_projects)")
     sink_parser = commands.add_parser(
         "sink", help="run a local PostHog-compatible capture endpoint (no account needed)"
     )
@@ -43,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     from . import demo
 
-    return demo.run(keep_open=args.keep_open)
+    return demo.run(keep_open=args.keep_open, examples=args.examples)
 
 
 def _optional_sink() -> types.ModuleType | None:

@@ -26,6 +26,8 @@ from typing import Any
 
 from .sink import LocalSink
 
+# In a clone (or an editable install) the example projects sit beside the package; with the
+# package installed from a wheel, the demo looks in the working directory, or where it is told.
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
 DEMO_KEY = "phc_local_demo"
 READY_TIMEOUT = 30.0
@@ -69,11 +71,17 @@ SHOPS = (
 )
 
 
-def run(keep_open: bool = False) -> int:
-    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't."""
-    if not EXAMPLES.is_dir():
-        print("the demo serves the example projects of a clone of the repository; "
-              f"{EXAMPLES} is missing", file=sys.stderr)
+def run(keep_open: bool = False, examples: Path | None = None) -> int:
+    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't.
+
+    ``examples`` is the ``example_projects`` folder of a clone (default: beside the package,
+    else in the working directory).
+    """
+    candidates = [examples] if examples is not None else [EXAMPLES, Path("example_projects")]
+    folder = next((path.resolve() for path in candidates if (path / "flask_app").is_dir()), None)
+    if folder is None:
+        print("the demo serves the example projects of a clone of the repository: run it in the "
+              "clone, or pass --examples PATH/TO/example_projects", file=sys.stderr)
         return 2
     shops = [shop for shop in SHOPS if not _unsupported_here(shop)]
     missing = sorted({m for shop in shops for m in shop.needs if not _installed(m)})
@@ -94,7 +102,7 @@ def run(keep_open: bool = False) -> int:
         visiting = None
         try:
             for shop in shops:
-                urls[shop.name] = servers.enter_context(_served(shop, sink.url, logs))
+                urls[shop.name] = servers.enter_context(_served(shop, folder, sink.url, logs))
             for visiting in shops:
                 _progress(f"{visiting.name}: sending a visit to {urls[visiting.name]}")
                 _visit(urls[visiting.name], visiting.name.lower())
@@ -138,17 +146,17 @@ def _progress(message: str) -> None:
 
 
 @contextmanager
-def _served(shop: Shop, endpoint: str, logs: dict[str, str]) -> Iterator[str]:
+def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> Iterator[str]:
     """Serve ``shop`` with its server on a free port until the block ends; yield its URL.
     What the server printed is left in ``logs``."""
     port = _free_port()
     inherited = {name: value for name, value in os.environ.items()
                  if not name.startswith("POSTHOG_")}  # e.g. POSTHOG_DISABLED from the shell
     env = {**inherited, **dict(shop.env), "POSTHOG_HOST": endpoint, "POSTHOG_API_KEY": DEMO_KEY,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLES / shop.folder),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(examples / shop.folder),
                                                        os.environ.get("PYTHONPATH")]))}
     _progress(f"{shop.name}: starting {shop.server} on port {port}")
-    process = subprocess.Popen(shop.argv(port), cwd=EXAMPLES / shop.folder, env=env,
+    process = subprocess.Popen(shop.argv(port), cwd=examples / shop.folder, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_until_listening(process, port, shop.name)

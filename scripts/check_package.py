@@ -1,0 +1,121 @@
+"""Check the package as users get it: build the sdist and the wheel, install the wheel into a
+fresh virtualenv per extra, import what each extra promises, and run the demo against the
+installed wheel.
+
+Run from a clone: ``python scripts/check_package.py`` (CI does). Exit status 0 when all passed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import venv
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each extra must make importable, beyond the core.
+IMPORTS = {
+    "": ["posthog_integrations", "posthog_integrations.asgi", "posthog_integrations.wsgi",
+         "posthog_integrations.testing"],  # its pytest plugin is loaded by pytest only
+    "django": ["posthog_integrations.django", "posthog_integrations.django.middleware"],
+    "flask": ["posthog_integrations.flask"],
+    "sink": ["posthog_integrations.sink"],
+    "all": ["posthog_integrations.django", "posthog_integrations.flask",
+            "posthog_integrations.sink", "posthog_integrations.demo"],
+}
+IN_THE_WHEEL = ("posthog_integrations/py.typed", "posthog_integrations/sink/viewer.html")
+NOT_IN_THE_WHEEL = ("tests/", "bench/", "example_projects/")
+IN_THE_SDIST = ("README.md", "setup.cfg", "pyproject.toml")
+
+
+def main() -> int:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="posthog-package-") as scratch:
+        work = Path(scratch)
+        wheel, sdist = _build(work)
+        _check_wheel_contents(wheel)
+        _check_sdist_contents(sdist)
+        for extra in IMPORTS:
+            python = _fresh_venv(work / f"venv-{extra or 'core'}")
+            requirement = f"{wheel}[{extra}]" if extra else str(wheel)
+            _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                  requirement])
+            _check_imports(python, extra, work)
+            if extra == "":
+                _check_sink_needs_its_extra(python, work)
+            if extra == "all":
+                _run([str(python), "-m", "posthog_integrations", "demo",
+                      "--examples", str(ROOT / "example_projects")], cwd=work)
+    print(f"package checks passed in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _run(command: list[str], cwd: Path | None = None) -> str:
+    """Run ``command`` (outside the clone, so the installed package is what gets imported)."""
+    print("+", " ".join(command).splitlines()[0], flush=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def _build(work: Path) -> tuple[Path, Path]:
+    builder = _fresh_venv(work / "build-env")
+    _run([str(builder), "-m", "pip", "install", "-q", "--disable-pip-version-check", "build"])
+    _run([str(builder), "-m", "build", "--outdir", str(work / "dist"), str(ROOT)], cwd=work)
+    [wheel] = (work / "dist").glob("*.whl")
+    [sdist] = (work / "dist").glob("*.tar.gz")
+    return wheel, sdist
+
+
+def _fresh_venv(path: Path) -> Path:
+    venv.create(path, with_pip=True)
+    return path / "bin" / "python"
+
+
+def _check_wheel_contents(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    missing = [name for name in IN_THE_WHEEL if name not in names]
+    stray = [name for name in names if name.startswith(NOT_IN_THE_WHEEL)]
+    entry_points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
+    points = zipfile.ZipFile(wheel).read(entry_points).decode() if entry_points else ""
+    if missing or stray or "pytest11" not in points or "posthog-integrations" not in points:
+        raise SystemExit(f"{wheel.name}: missing {missing}, stray {stray[:5]}, "
+                         f"entry points:\n{points}")
+    print(f"{wheel.name}: {len(names)} files, py.typed, the viewer and both entry points")
+
+
+def _check_sdist_contents(sdist: Path) -> None:
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    missing = [name for name in IN_THE_SDIST if name not in names]
+    if missing:
+        raise SystemExit(f"{sdist.name}: missing {missing}")
+    print(f"{sdist.name}: {len(names)} files")
+
+
+def _check_imports(python: Path, extra: str, work: Path) -> None:
+    modules = sorted({*IMPORTS[""], *IMPORTS[extra]})
+    code = ("import importlib\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "from posthog_integrations import __file__ as location\n"
+            "assert 'site-packages' in location, location\n")
+    _run([str(python), "-c", code], cwd=work)
+    print(f"[{extra or 'core'}] imports {len(modules)} modules from the installed wheel")
+
+
+def _check_sink_needs_its_extra(python: Path, work: Path) -> None:
+    """Without the sink extra, the command says what to install instead of failing."""
+    result = subprocess.run([str(python), "-m", "posthog_integrations", "sink"], cwd=work,
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 2 or "posthog-integrations[sink]" not in result.stderr:
+        raise SystemExit(f"sink without werkzeug: {result.returncode} {result.stderr}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
