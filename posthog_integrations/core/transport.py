@@ -84,10 +84,14 @@ class Transport:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Connection errors, timeouts, 5xx, 408 and 429 are transient; every other 4xx is final."""
+    """Connection errors, timeouts, 5xx, 408 and 429 are transient; every other 4xx is final.
+
+    A connection broken mid-answer (``ChunkedEncodingError``) is a connection error too.
+    """
     if isinstance(error, APIError):
         return error.status >= 500 or error.status in _RETRYABLE_4XX
-    return isinstance(error, (requests.ConnectionError, requests.Timeout))
+    broken = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    return isinstance(error, broken)
 
 
 def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
