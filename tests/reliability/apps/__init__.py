@@ -1,0 +1,1 @@
+"""Apps served by real servers (gunicorn, uvicorn, gevent) in the reliability tests."""
