@@ -94,7 +94,8 @@ class Client:
             return None
         try:
             if not isinstance(event, str) or not event:
-                return self._reject(f"event name must be a non-empty string, got {event!r}")
+                got = repr(event) if isinstance(event, str) else type(event).__name__
+                return self._reject(f"event name must be a non-empty string, got {got}")
             return self._enqueue(build_event(
                 event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
                 context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
@@ -95,7 +96,9 @@ def normalize_host(host: str) -> str:
     if not host:
         return DEFAULT_HOST
     if not host.startswith(("http://", "https://")):
-        raise ConfigurationError(f"host must start with http:// or https://, got {host!r}")
+        shown = ("an API key: are api_key and host swapped?" if host.startswith(("phc_", "phx_"))
+                 else repr(host))  # never echo a key
+        raise ConfigurationError(f"host must start with http:// or https://, got {shown}")
     return _HOST_ALIASES.get(host, host)
 
 
@@ -139,7 +142,7 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("debug", "disabled", "send", "sync_mode", "gzip", "disable_geoip",
                  "historical_migration", "enable_exception_autocapture"):
         if name in out and not isinstance(out[name], bool):
-            raise ConfigurationError(f"{name} must be True or False, got {out[name]!r}")
+            raise ConfigurationError(f"{name} must be True or False, got {shown(out[name])}")
     for name, minimum in (("flush_at", 1), ("max_batch_size", 1), ("max_queue_size", 1)):
         if name in out:
             out[name] = _int(name, out[name], minimum)
@@ -150,21 +153,22 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = positive_seconds(name, out[name])
     for name in ("on_error", "before_send"):
         if name in out and not callable(out[name]):
-            raise ConfigurationError(f"{name} must be callable, got {out[name]!r}")
+            raise ConfigurationError(f"{name} must be callable, got {shown(out[name])}")
     if "api_key" in out:
         if not isinstance(out["api_key"], str):
             raise ConfigurationError("api_key must be a string")
         out["api_key"] = out["api_key"].strip()
     if "host" in out:
         if not isinstance(out["host"], str):
-            raise ConfigurationError(f"host must be a string, got {out['host']!r}")
+            raise ConfigurationError(f"host must be a string, got {shown(out['host'])}")
         out["host"] = normalize_host(out["host"])
     if "super_properties" in out:
         if not isinstance(out["super_properties"], Mapping):
             raise ConfigurationError("super_properties must be a mapping of property names")
         out["super_properties"] = dict(out["super_properties"])
     if "project_root" in out and not isinstance(out["project_root"], str):
-        raise ConfigurationError(f"project_root must be a path string, got {out['project_root']!r}")
+        raise ConfigurationError(
+            f"project_root must be a path string, got {shown(out['project_root'])}")
     for name in ("in_app_include", "in_app_exclude"):
         if name in out:
             out[name] = _module_names(name, out[name])
@@ -173,15 +177,27 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
 
 def _int(name: str, value: Any, minimum: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an integer, got {value!r}")
+        raise ConfigurationError(f"{name} must be an integer, got {shown(value)}")
     if minimum is not None and value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message, cut short; its type when ``repr`` itself fails."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__} whose repr() fails"
+    return text if len(text) <= 200 else f"{text[:197]}..."
+
+
 def positive_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    # At most threading.TIMEOUT_MAX: longer (or infinite) waits overflow in the sender's waits
+    # and in socket timeouts, failing later instead of here.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0 < value <= threading.TIMEOUT_MAX:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {shown(value)}")
     return float(value)
 
 
@@ -189,5 +205,5 @@ def _module_names(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple, set, frozenset)) or not all(
         isinstance(item, str) for item in value
     ):
-        raise ConfigurationError(f"{name} must be a list of module names, got {value!r}")
+        raise ConfigurationError(f"{name} must be a list of module names, got {shown(value)}")
     return tuple(value)

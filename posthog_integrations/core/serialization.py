@@ -23,6 +23,7 @@ logger = logging.getLogger("posthog_integrations")
 
 MAX_DEPTH = 64
 MAX_REPR = 1024
+MAX_INT_BITS = 2000  # about 600 digits: under the lowest limit Python allows on int -> str (640)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _warned_types: set[str] = set()
 
@@ -76,6 +77,8 @@ def _default(value: Any) -> Any:
 def _safe(value: Any, active: set[int], depth: int) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        return _repr(value)  # json.dumps may refuse its digits (sys.get_int_max_str_digits)
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     if depth >= MAX_DEPTH:

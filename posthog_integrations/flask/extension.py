@@ -78,6 +78,9 @@ class PostHog:
 
     def __init__(self, app: Flask | None = None, *, client: Client | None = None,
                  **options: Any) -> None:
+        if client is not None and not isinstance(client, Client):  # not echoed: an API key?
+            raise ConfigurationError(f"PostHog(client=...): expected a posthog_integrations."
+                                     f"Client, got {type(client).__name__}")
         self._client = client
         self._defaults = options
         self._last_client: Client | None = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, overload
 
 from posthog_integrations.core import client as client_module
+from posthog_integrations.core.serialization import encode_event
 
 Event = dict[str, Any]
 
@@ -24,8 +26,9 @@ class CapturedEvents(Sequence[Event]):
         self._lock = threading.Lock()
 
     def record(self, event: Event) -> None:
+        sent = json.loads(encode_event(event))  # as the sender would post it: JSON types only
         with self._lock:
-            self._events.append(event)
+            self._events.append(sent)
 
     def _snapshot(self) -> list[Event]:
         with self._lock:

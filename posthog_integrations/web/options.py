@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, TypedDict
 
-from posthog_integrations.core.options import ConfigurationError, suggest
+from posthog_integrations.core.options import ConfigurationError, shown, suggest
 
 from .proxies import ProxyTrust, TrustedProxies
 
@@ -98,13 +98,13 @@ class RequestOptions:
 
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ConfigurationError(f"{name}: expected True or False, got {value!r}")
+        raise ConfigurationError(f"{name}: expected True or False, got {shown(value)}")
     return value
 
 
 def _hook(name: str, value: Any) -> Any:
     if value is not None and not callable(value):
-        raise ConfigurationError(f"{name}: expected a callable or None, got {value!r}")
+        raise ConfigurationError(f"{name}: expected a callable or None, got {shown(value)}")
     return value
 
 
@@ -115,13 +115,13 @@ def _globs(value: Any) -> tuple[str, ...]:
         globs = tuple(value)
     except TypeError:
         raise ConfigurationError(
-            f"exclude_paths: expected a list of path globs such as '/health*', got {value!r}"
+            f"exclude_paths: expected a list of path globs such as '/health*', got {shown(value)}"
         ) from None
     for glob in globs:
         if not isinstance(glob, str) or not glob.startswith(("/", "*")):
             raise ConfigurationError(
                 f"exclude_paths: each entry must be a path glob starting with '/' or '*', "
-                f"got {glob!r}"
+                f"got {shown(glob)}"
             )
     return globs
 

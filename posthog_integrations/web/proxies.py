@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Union
 
-from posthog_integrations.core.options import ConfigurationError
+from posthog_integrations.core.options import ConfigurationError, shown
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 TrustedProxies = Union[int, str, Iterable[str]]
@@ -37,7 +37,7 @@ class ProxyTrust:
             return
         entries = trusted_proxies.split(",") if isinstance(trusted_proxies, str) else None
         try:
-            entries = [str(entry).strip() for entry in entries or trusted_proxies]
+            entries = [_entry_text(entry) for entry in entries or trusted_proxies]
         except TypeError:
             raise _invalid(trusted_proxies) from None
         networks = []
@@ -78,6 +78,16 @@ class ProxyTrust:
         return any(ip in network for network in self._networks)
 
 
+def _entry_text(entry: object) -> str:
+    """A list entry as text: a string, or an address or network from ``ipaddress``."""
+    if isinstance(entry, str):
+        return entry.strip()
+    if isinstance(entry, (ipaddress.IPv4Address, ipaddress.IPv6Address,
+                          ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return str(entry)
+    raise TypeError(type(entry).__name__)
+
+
 def _valid_ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text))
@@ -88,5 +98,5 @@ def _valid_ip(text: str) -> str | None:
 def _invalid(value: object) -> ConfigurationError:
     return ConfigurationError(
         f"trusted_proxies: expected a number of proxies (0 or more) or IP addresses and networks "
-        f"such as '10.0.0.0/8' or '*', got {value!r}"
+        f"such as '10.0.0.0/8' or '*', got {shown(value)}"
     )

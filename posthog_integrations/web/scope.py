@@ -18,6 +18,7 @@ import time
 from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import (
     OWNER,
     LazyTags,
@@ -27,12 +28,11 @@ from posthog_integrations.core.context import (
     restore,
     tag,
 )
+from posthog_integrations.core.options import ConfigurationError
 
 from .options import RequestOptions
 
 if TYPE_CHECKING:
-    from posthog_integrations.core.client import Client
-
     from .request import RequestInfo, TracingIds
 
 logger = logging.getLogger("posthog_integrations")
@@ -69,6 +69,9 @@ class RequestTracker:
     __slots__ = ("_client", "options", "source")
 
     def __init__(self, client: Client | None, options: RequestOptions, source: str) -> None:
+        if client is not None and not isinstance(client, Client):  # not echoed: an API key?
+            raise ConfigurationError(f"client: expected a posthog_integrations.Client, got "
+                                     f"{type(client).__name__}")
         self._client = client
         self.options = options
         self.source = source

@@ -241,3 +241,8 @@ def test_the_check_command_reports_delivery(sink: LocalSink) -> None:
     result = app.test_cli_runner().invoke(args=["posthog", "check"])
     assert result.exit_code == 1
     assert "HTTP 401: the API key was rejected" in result.output
+
+
+def test_a_client_that_is_not_a_client_is_refused_naming_the_argument() -> None:
+    with pytest.raises(ConfigurationError, match=r"PostHog\(client=\.\.\.\).*got str"):
+        PostHog(client="phc_not_a_client")  # type: ignore[arg-type]
