@@ -44,7 +44,7 @@ def sanitize_header(value: Any) -> str | None:
         return None
     if not value.isprintable():
         value = _CONTROL_CHARACTERS.sub("", value)
-    return value.strip()[:MAX_HEADER_LENGTH] or None
+    return value.strip()[:MAX_HEADER_LENGTH].rstrip() or None
 
 
 def _plain_text(value: bytes) -> str | None:
@@ -91,13 +91,13 @@ def tracing_ids_from_asgi(scope: Mapping[str, Any]) -> TracingIds:
     if distinct_id:
         if type(distinct_id) is bytes and distinct_id.isascii() and \
                 (text := distinct_id.decode("ascii")).isprintable():
-            distinct_id = text.strip()[:MAX_HEADER_LENGTH]
+            distinct_id = text.strip()[:MAX_HEADER_LENGTH].rstrip()
         else:
             distinct_id = sanitize_header(distinct_id)
     if session_id:
         if type(session_id) is bytes and session_id.isascii() and \
                 (text := session_id.decode("ascii")).isprintable():
-            session_id = text.strip()[:MAX_HEADER_LENGTH]
+            session_id = text.strip()[:MAX_HEADER_LENGTH].rstrip()
         else:
             session_id = sanitize_header(session_id)
     return (distinct_id or None, session_id or None)
@@ -110,12 +110,12 @@ def tracing_ids_from_wsgi(environ: Mapping[str, Any]) -> TracingIds:
     # Inlined for the usual header (ASCII, printable): this runs for every request.
     if distinct_id:
         if type(distinct_id) is str and distinct_id.isascii() and distinct_id.isprintable():
-            distinct_id = distinct_id.strip()[:MAX_HEADER_LENGTH] or None
+            distinct_id = distinct_id.strip()[:MAX_HEADER_LENGTH].rstrip() or None
         else:
             distinct_id = _from_wsgi_header(distinct_id)
     if session_id:
         if type(session_id) is str and session_id.isascii() and session_id.isprintable():
-            session_id = session_id.strip()[:MAX_HEADER_LENGTH] or None
+            session_id = session_id.strip()[:MAX_HEADER_LENGTH].rstrip() or None
         else:
             session_id = _from_wsgi_header(session_id)
     return (distinct_id or None, session_id or None)

@@ -83,7 +83,7 @@ def expected_header(raw: bytes) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return CONTROL.sub("", text).strip()[:1000] or None
+    return CONTROL.sub("", text).strip()[:1000].rstrip() or None
 
 
 def first_valid(values: list[bytes]) -> str | None:
