@@ -447,19 +447,22 @@ def test_echo_prints_events_but_never_the_key(capsys: pytest.CaptureFixture[str]
     assert KEY not in err
 
 
+# The `sink` command, run with ``python -c SINK_CLI <arguments>``.
+SINK_CLI = (
+    "import argparse, sys\n"
+    "from posthog_integrations.sink import server\n"
+    "parser = argparse.ArgumentParser()\n"
+    "server.add_arguments(parser)\n"
+    "sys.exit(server.run(parser.parse_args(sys.argv[1:])))\n"
+)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
 def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
     db = tmp_path / "cli.sqlite3"
-    code = (
-        "import argparse, sys\n"
-        "from posthog_integrations.sink import server\n"
-        "parser = argparse.ArgumentParser()\n"
-        "server.add_arguments(parser)\n"
-        "sys.exit(server.run(parser.parse_args(sys.argv[1:])))\n"
-    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0", "--db", str(db)],
+        [sys.executable, "-c", SINK_CLI, "--port", "0", "--db", str(db)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -16,7 +16,7 @@ import requests
 
 from posthog_integrations.sink import LocalSink
 from tests.conftest import ClientFactory
-from tests.sink.test_sink import KEY, REPO_ROOT, make_event, post
+from tests.sink.test_sink import KEY, REPO_ROOT, SINK_CLI, make_event, post
 
 CHROMIUM = os.environ.get("POSTHOG_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -117,16 +117,9 @@ def test_api_rejects_a_cursor_that_is_not_a_number(sink: LocalSink) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
 def test_cli_banner_shows_the_viewer_url() -> None:
-    code = (
-        "import argparse, sys\n"
-        "from posthog_integrations.sink import server\n"
-        "parser = argparse.ArgumentParser()\n"
-        "server.add_arguments(parser)\n"
-        "sys.exit(server.run(parser.parse_args(sys.argv[1:])))\n"
-    )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0", "--db", ":memory:", "--quiet"],
+        [sys.executable, "-c", SINK_CLI, "--port", "0", "--db", ":memory:", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
