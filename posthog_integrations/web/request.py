@@ -87,20 +87,10 @@ def tracing_ids_from_asgi(scope: Mapping[str, Any]) -> TracingIds:
     else:
         distinct_id = [v for n, v in headers if n == b"x-posthog-distinct-id"] or None
         session_id = [v for n, v in headers if n == b"x-posthog-session-id"] or None
-    # Inlined for the usual header (ASCII, printable): this runs for every request.
-    if distinct_id:
-        if type(distinct_id) is bytes and distinct_id.isascii() and \
-                (text := distinct_id.decode("ascii")).isprintable():
-            distinct_id = text.strip()[:MAX_HEADER_LENGTH].rstrip()
-        else:
-            distinct_id = sanitize_header(distinct_id)
-    if session_id:
-        if type(session_id) is bytes and session_id.isascii() and \
-                (text := session_id.decode("ascii")).isprintable():
-            session_id = text.strip()[:MAX_HEADER_LENGTH].rstrip()
-        else:
-            session_id = sanitize_header(session_id)
-    return (distinct_id or None, session_id or None)
+    return (
+        sanitize_header(distinct_id) if distinct_id else None,
+        sanitize_header(session_id) if session_id else None,
+    )
 
 
 def tracing_ids_from_wsgi(environ: Mapping[str, Any]) -> TracingIds:
