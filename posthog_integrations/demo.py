@@ -221,6 +221,9 @@ def _report(shop: Shop, events: list[dict[str, Any]]) -> bool:
     """Print what arrived from ``shop``; whether every expected event is there."""
     session = f"session-{shop.name.lower()}"
     arrived = [e for e in events if e.get("properties", {}).get("$session_id") == session]
+    # Arrival order is not the visit's order: a threaded server may capture one request's page
+    # view after the next request's events. Show them in the visit's order instead.
+    arrived.sort(key=lambda e: (_visit_position(e["event"]), str(e.get("timestamp", ""))))
     print(f"\n  {shop.name} ({shop.server}): {len(arrived)} events")
     print(f"    {'event':<17} {'distinct id':<22} {'session':<18} {'route':<20} detail")
     for event in arrived:
@@ -231,6 +234,10 @@ def _report(shop: Shop, events: list[dict[str, Any]]) -> bool:
     if missing:
         print(f"    MISSING: {', '.join(missing)}")
     return not missing
+
+
+def _visit_position(name: str) -> int:
+    return EXPECTED.index(name) if name in EXPECTED else len(EXPECTED)
 
 
 def _detail(event: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from posthog_integrations import demo
 from posthog_integrations.__main__ import main
 
 
@@ -27,3 +28,18 @@ def test_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["nope"])
     assert exit_info.value.code == 2
+
+
+def test_the_demo_shows_events_in_the_visits_order_whatever_order_they_arrived_in(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A threaded server can capture a request's page view after the next request's events.
+    shop = demo.Shop("Flask", "flask_app", "gunicorn", (), ())
+    arrived = [
+        {"event": name, "distinct_id": "someone", "timestamp": f"2026-01-01T00:00:0{index}Z",
+         "properties": {"$session_id": "session-flask"}}
+        for index, name in enumerate(reversed(demo.EXPECTED))
+    ]
+    assert demo._report(shop, arrived)
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+            if "session-flask" in line]
+    assert rows == [name.split()[0] for name in demo.EXPECTED]
