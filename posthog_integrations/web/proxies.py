@@ -65,7 +65,7 @@ class ProxyTrust:
         hops = [hop.strip() for hop in forwarded_for.split(",")] if forwarded_for else []
         if self._hops is not None:
             return _valid_ip(hops[-self._hops]) if len(hops) >= self._hops else None
-        chain = hops + [peer] if peer else hops
+        chain = [*hops, peer] if peer else hops
         candidate = chain[0] if chain else ""
         for hop in reversed(chain):
             if not self._trusted(hop):
