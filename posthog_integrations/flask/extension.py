@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import logging
 import sys
@@ -15,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import identify_context
-from posthog_integrations.core.options import ClientOptions, ConfigurationError
+from posthog_integrations.core.options import ClientOptions, ConfigurationError, suggest
 from posthog_integrations.web import RequestInfo, current_request
 from posthog_integrations.web.options import RequestSettings
 from posthog_integrations.wsgi import PostHogMiddleware
@@ -23,9 +24,14 @@ from posthog_integrations.wsgi import PostHogMiddleware
 logger = logging.getLogger("posthog_integrations")
 
 EXTENSION_KEY = "posthog"
+CONFIG_PREFIX = "POSTHOG_"
 CLIENT_OPTIONS = frozenset(ClientOptions.names())
 REQUEST_OPTIONS = frozenset(RequestSettings.__annotations__)
 HOOKS = frozenset({"extra_tags", "tag_map", "request_filter"})
+EXTENSION_OPTIONS = frozenset({"identify_user"})
+OPTIONS = CLIENT_OPTIONS | REQUEST_OPTIONS | EXTENSION_OPTIONS
+"""Every setting the extension reads, as keyword arguments; ``POSTHOG_`` + upper case in
+``app.config``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +80,10 @@ class PostHog:
     ``POSTHOG_CAPTURE_PAGEVIEWS``, ... any client or request option with the ``POSTHOG_``
     prefix, plus ``POSTHOG_IDENTIFY_USER``), then from keyword arguments given here as defaults,
     then the environment. Pass ``client=`` to use a client of your own.
+
+    Every ``POSTHOG_*`` key of ``app.config`` is taken as a setting of this extension: one it
+    does not know (a misspelling such as ``POSTHOG_FLUSH_ATT``) is a ``ConfigurationError`` at
+    ``init_app``, as is an unknown keyword argument here.
     """
 
     def __init__(self, app: Flask | None = None, *, client: Client | None = None,
@@ -81,6 +91,10 @@ class PostHog:
         if client is not None and not isinstance(client, Client):  # not echoed: an API key?
             raise ConfigurationError(f"PostHog(client=...): expected a posthog_integrations."
                                      f"Client, got {type(client).__name__}")
+        for name in options:
+            if name not in OPTIONS:
+                raise ConfigurationError(f"unknown PostHog option {name!r}"
+                                         f"{suggest(name, OPTIONS)}")
         self._client = client
         self._defaults = options
         self._last_client: Client | None = None
@@ -105,7 +119,7 @@ class PostHog:
                 "app and reuse the PostHog instance (its .client is the app's client)"
             )
         for name, value in self._defaults.items():
-            app.config.setdefault(f"POSTHOG_{name.upper()}", value)
+            app.config.setdefault(f"{CONFIG_PREFIX}{name.upper()}", value)
         client_options, request_options, identify_user = _read_config(app)
         try:
             client = self._client or Client(**client_options)
@@ -126,9 +140,11 @@ def _read_config(app: Flask) -> tuple[dict[str, Any], dict[str, Any], bool]:
     request_options: dict[str, Any] = {}
     identify_user = True
     for key, value in app.config.items():
-        if not key.startswith("POSTHOG_"):
+        if not isinstance(key, str) or not key.startswith(CONFIG_PREFIX):
             continue
-        name = key[len("POSTHOG_"):].lower()
+        name = key[len(CONFIG_PREFIX):].lower()
+        if name not in OPTIONS:
+            raise ConfigurationError(_unknown_key(key))
         if name in CLIENT_OPTIONS:
             client_options[name] = value
         elif name in REQUEST_OPTIONS:
@@ -139,6 +155,15 @@ def _read_config(app: Flask) -> tuple[dict[str, Any], dict[str, Any], bool]:
                                          f"{value!r}")
             identify_user = value
     return client_options, request_options, identify_user
+
+
+def _unknown_key(key: str) -> str:
+    # Matched without the prefix every key shares, which would make any two keys look alike.
+    close = difflib.get_close_matches(key[len(CONFIG_PREFIX):].upper(),
+                                      [name.upper() for name in OPTIONS], n=1)
+    hint = f"; did you mean {CONFIG_PREFIX}{close[0]}?" if close else ""
+    return (f"unknown PostHog setting {key} in app.config{hint} (every {CONFIG_PREFIX}* key "
+            "of app.config is read as a PostHog setting)")
 
 
 def _with_flask_request(hook: Any) -> Any:

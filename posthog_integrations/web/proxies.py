@@ -16,7 +16,8 @@ class ProxyTrust:
     """Which hops of ``X-Forwarded-For`` to believe.
 
     ``trusted_proxies`` is either a number of proxies in front of the app (``0``: none, use the
-    peer address; ``1``: one load balancer, use the address it saw), or proxy addresses and
+    peer address; ``1``: one load balancer, use the address it saw; a request whose
+    ``X-Forwarded-For`` has fewer entries than that gets no address), or proxy addresses and
     networks (``"10.0.0.0/8"``, ``"127.0.0.1"``, ``"*"`` for any), as a list or a comma-separated
     string. With networks, the forwarded chain is walked from the peer towards the client and
     the first address that is not a trusted proxy is the client.
@@ -52,20 +53,24 @@ class ProxyTrust:
         self._networks = tuple(networks)
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
-        """The client address for a request from ``peer`` carrying ``forwarded_for``."""
-        chain = [hop.strip() for hop in forwarded_for.split(",")] if forwarded_for else []
-        if peer:
-            chain.append(peer)
-        if not chain:
-            return None
+        """The client address for a request from ``peer`` carrying ``forwarded_for``.
+
+        With a number of proxies N, the client is the address the outermost proxy appended:
+        the N-th entry of ``forwarded_for`` from the right. A shorter chain means the request
+        did not pass every proxy (or one of them did not append), so every entry may be the
+        client's own writing and none is used.
+        """
+        if self._hops == 0:
+            return _valid_ip(peer) if peer else None
+        hops = [hop.strip() for hop in forwarded_for.split(",")] if forwarded_for else []
         if self._hops is not None:
-            candidate = chain[-self._hops - 1] if len(chain) > self._hops else chain[0]
-        else:
-            candidate = chain[0]
-            for hop in reversed(chain):
-                if not self._trusted(hop):
-                    candidate = hop
-                    break
+            return _valid_ip(hops[-self._hops]) if len(hops) >= self._hops else None
+        chain = [*hops, peer] if peer else hops
+        candidate = chain[0] if chain else ""
+        for hop in reversed(chain):
+            if not self._trusted(hop):
+                candidate = hop
+                break
         return _valid_ip(candidate)
 
     def _trusted(self, address: str) -> bool:

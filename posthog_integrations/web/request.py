@@ -7,6 +7,7 @@ are not UTF-8 count as absent, and nothing raises on a malformed request.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple, Optional
 from urllib.parse import quote
@@ -18,6 +19,9 @@ TRACING_HEADERS: Final = (DISTINCT_ID_HEADER, SESSION_ID_HEADER)
 
 MAX_HEADER_LENGTH: Final = 1000
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What JavaScript writes for a missing id (String(null), String(undefined)): no id at all.
+_ABSENT_WORDS: Final = frozenset({"null", "undefined"})
+_ABSENT_WORD_LENGTHS: Final = frozenset(map(len, _ABSENT_WORDS))
 # Characters a URL path may carry unescaped; anything else is percent-encoded in $current_url.
 _URL_SAFE_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@%-]*")
 _PATH_QUOTE_SAFE: Final = "/._~!$&'()*+,;=:@%-"
@@ -27,8 +31,10 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 def sanitize_header(value: Any) -> str | None:
     """A tracing header's value made safe, or None when nothing valid is left.
 
-    Strings only (for a list, the first valid string); control characters removed; trimmed;
-    at most 1,000 characters. Bytes are decoded as UTF-8; bytes that are not UTF-8 are absent.
+    Strings only (for a list, the first valid string); control characters and Unicode format
+    characters (bidi controls, zero-width characters, the BOM) removed; trimmed; at most 1,000
+    characters. Bytes are decoded as UTF-8; bytes that are not UTF-8 are absent, and so are
+    ``null`` and ``undefined`` in any case.
     """
     if isinstance(value, bytes):
         try:
@@ -43,8 +49,25 @@ def sanitize_header(value: Any) -> str | None:
                     return clean
         return None
     if not value.isprintable():
-        value = _CONTROL_CHARACTERS.sub("", value)
-    return value.strip()[:MAX_HEADER_LENGTH].rstrip() or None
+        value = _without_invisible(value)
+    value = value.strip()[:MAX_HEADER_LENGTH].rstrip()
+    if len(value) in _ABSENT_WORD_LENGTHS and value.lower() in _ABSENT_WORDS:
+        return None
+    return value or None
+
+
+def _without_invisible(text: str) -> str:
+    """``text`` without control (Cc) and format (Cf) characters.
+
+    Only for text that is not printable, so never for the usual header. Control characters go
+    by regex; format characters, rarer, are looked up one character at a time, and only when
+    something non-printable is still left (a space other than " ", a line separator, a format
+    character): the Unicode database is Python's own, so no list goes stale.
+    """
+    text = _CONTROL_CHARACTERS.sub("", text)
+    if text.isprintable():
+        return text
+    return "".join([c for c in text if c.isprintable() or unicodedata.category(c) != "Cf"])
 
 
 def _plain_text(value: bytes) -> str | None:
@@ -97,15 +120,20 @@ def tracing_ids_from_wsgi(environ: Mapping[str, Any]) -> TracingIds:
     """The sanitized tracing headers of a WSGI environ."""
     distinct_id = environ.get("HTTP_X_POSTHOG_DISTINCT_ID")
     session_id = environ.get("HTTP_X_POSTHOG_SESSION_ID")
-    # Inlined for the usual header (ASCII, printable): this runs for every request.
+    # Inlined for the usual header (ASCII, printable): this runs for every request. Only a
+    # value as long as "null" or "undefined" pays for the absent-word check.
     if distinct_id:
         if type(distinct_id) is str and distinct_id.isascii() and distinct_id.isprintable():
-            distinct_id = distinct_id.strip()[:MAX_HEADER_LENGTH].rstrip() or None
+            distinct_id = distinct_id.strip()[:MAX_HEADER_LENGTH].rstrip()
+            if len(distinct_id) in _ABSENT_WORD_LENGTHS and distinct_id.lower() in _ABSENT_WORDS:
+                distinct_id = None
         else:
             distinct_id = _from_wsgi_header(distinct_id)
     if session_id:
         if type(session_id) is str and session_id.isascii() and session_id.isprintable():
-            session_id = session_id.strip()[:MAX_HEADER_LENGTH].rstrip() or None
+            session_id = session_id.strip()[:MAX_HEADER_LENGTH].rstrip()
+            if len(session_id) in _ABSENT_WORD_LENGTHS and session_id.lower() in _ABSENT_WORDS:
+                session_id = None
         else:
             session_id = _from_wsgi_header(session_id)
     return (distinct_id or None, session_id or None)

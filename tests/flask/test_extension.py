@@ -198,6 +198,66 @@ def test_bad_config_raises_at_init_app_naming_the_key(sink: LocalSink, config: d
         create_app(sink, **config)
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"POSTHOG_FLUSH_ATT": 5}, r"^unknown PostHog setting POSTHOG_FLUSH_ATT in app\.config; "
+                                   r"did you mean POSTHOG_FLUSH_AT\?"),
+        ({"POSTHOG_EXCLUDE_PATH": ["/health"]}, r"^unknown PostHog setting POSTHOG_EXCLUDE_PATH "
+                                                r"in app\.config; did you mean "
+                                                r"POSTHOG_EXCLUDE_PATHS\?"),
+        ({"POSTHOG_IDENTIFY_USERS": False}, r"did you mean POSTHOG_IDENTIFY_USER\? \(every "
+                                            r"POSTHOG_\* key of app\.config is read as a "
+                                            r"PostHog setting\)$"),
+        # nothing close: no guess, but the rule that makes it an error
+        ({"POSTHOG_PERSONAL_TOKEN": "phx_secret_value"},
+         r"^unknown PostHog setting POSTHOG_PERSONAL_TOKEN in app\.config \(every POSTHOG_\* "
+         r"key of app\.config is read as a PostHog setting\)$"),
+    ],
+)
+def test_an_unknown_posthog_key_fails_at_init_app_naming_it(sink: LocalSink,
+                                                             config: dict[str, Any],
+                                                             message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        create_app(sink, **config)
+    assert "phx_secret_value" not in str(raised.value)
+    assert API_KEY not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"flush_att": 5}, r"^unknown PostHog option 'flush_att'; did you mean 'flush_at'\?$"),
+        ({"capture_pageview": True},
+         r"^unknown PostHog option 'capture_pageview'; did you mean 'capture_pageviews'\?$"),
+        ({"identify_users": False}, r"did you mean 'identify_user'\?$"),
+        ({"nothing_like_it": 1}, r"^unknown PostHog option 'nothing_like_it'$"),
+    ],
+)
+def test_an_unknown_keyword_argument_fails_naming_it(sink: LocalSink, options: dict[str, Any],
+                                                     message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        create_app(sink, PostHog(**options))
+    app = Flask(__name__)
+    app.config.update(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=sink.url)
+    with pytest.raises(ConfigurationError, match=message):
+        PostHog(app, **options)
+    assert "posthog" not in app.extensions
+
+
+def test_known_keys_and_keyword_arguments_configure_the_app(sink: LocalSink) -> None:
+    ext = PostHog(flush_at=1, capture_pageviews=True, identify_user=False)
+    app = create_app(sink, ext, POSTHOG_EXCLUDE_PATHS=["/health*"],
+                     POSTHOG_SUPER_PROPERTIES={"deploy": "blue"})
+    assert app.config["POSTHOG_FLUSH_AT"] == 1  # keyword arguments are defaults in app.config
+    assert app.test_client().get("/shop/items/1", headers=IDENTITY).text == "item 1"
+    with app.app_context():
+        [event] = delivered(ext.client, sink, event="item viewed")
+        [page_view] = delivered(ext.client, sink, event="$pageview")
+    assert event["properties"]["deploy"] == "blue"
+    assert page_view["properties"]["$route"] == "/shop/items/<int:item_id>"
+
+
 @pytest.mark.parametrize("login_manager_first", [False, True])
 def test_flask_login_identifies_requests_without_the_header(sink: LocalSink,
                                                             login_manager_first: bool) -> None:

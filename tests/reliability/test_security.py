@@ -400,9 +400,11 @@ IP_CASES = [
     (["10.0.0.0/8"], PROXY, f"{SPOOFED}, {REAL}", REAL),
     (1, PROXY, f"{SPOOFED}, {REAL}", REAL),
     (["10.0.0.0/8"], PROXY, f"{SPOOFED}, not-an-ip, {REAL}, 10.0.0.9", REAL),
+    (2, PROXY, SPOOFED, None),
 ]
 IP_IDS = ["untrusted", "untrusted behind a proxy", "no proxy", "peer not a proxy",
-          "trusted proxy network", "one proxy", "two trusted proxies, garbage"]
+          "trusted proxy network", "one proxy", "two trusted proxies, garbage",
+          "fewer hops than proxies"]
 
 
 def wsgi_ip_event(trusted: Any, peer: str, forwarded_for: str) -> dict[str, Any]:

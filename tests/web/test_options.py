@@ -17,12 +17,23 @@ from posthog_integrations.web import ProxyTrust, RequestOptions
         (1, "10.0.0.1", "203.0.113.9", "203.0.113.9"),
         (1, "10.0.0.1", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # a spoofed first hop
         (2, "10.0.0.1", "203.0.113.9, 10.0.0.2", "203.0.113.9"),
-        (3, "10.0.0.1", "203.0.113.9", "203.0.113.9"),  # fewer hops than proxies
-        (1, "10.0.0.1", None, "10.0.0.1"),
+        # fewer forwarded hops than proxies: the leftmost was written by the client, and the
+        # peer is a proxy, so no address can be trusted
+        (3, "10.0.0.1", "203.0.113.9", None),
+        (2, "10.0.0.1", "203.0.113.9", None),
+        (1, "10.0.0.1", None, None),
+        (1, "10.0.0.1", "", None),
+        # no peer address (a unix socket): the hops are still counted from the right
+        (1, None, "6.6.6.6, 203.0.113.9", "203.0.113.9"),
+        (2, None, "6.6.6.6, 203.0.113.9, 10.0.0.2", "203.0.113.9"),
+        (2, None, "203.0.113.9", None),
+        (0, None, "6.6.6.6", None),  # no proxy: the header is the client's own
         (["10.0.0.0/8"], "10.0.0.1", "6.6.6.6, 203.0.113.9, 10.0.0.2", "203.0.113.9"),
         (["10.0.0.0/8"], "198.51.100.7", "203.0.113.9", "198.51.100.7"),  # untrusted peer
         ("10.0.0.0/8, 127.0.0.1", "127.0.0.1", "203.0.113.9", "203.0.113.9"),
         ("*", "10.0.0.1", "203.0.113.9, 10.0.0.2", "203.0.113.9"),
+        ("*", "10.0.0.1", "6.6.6.6, 203.0.113.9", "6.6.6.6"),  # documented: the leftmost wins
+        ("*", "10.0.0.1", None, "10.0.0.1"),
         (["::1"], "::1", "2001:db8::1", "2001:db8::1"),
         (1, "10.0.0.1", "not-an-ip", None),  # garbage is absent, not an error
         (0, None, None, None),

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posthog_integrations.web import RequestInfo, sanitize_header
-from posthog_integrations.web.request import tracing_ids_from_asgi
+from posthog_integrations.web.request import tracing_ids_from_asgi, tracing_ids_from_wsgi
+from tests.web.header_spec import assert_first_sanitized, assert_sanitized
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -29,20 +30,56 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
         (42, None),
         (None, None),
         ("x" * 5000, "x" * 1000),
+        # format characters: bidi controls, zero-width characters, the BOM, the soft hyphen
+        ("\u200buser-1\u200d", "user-1"),
+        ("us\u202eer-1\u202c", "user-1"),
+        ("\ufeffuser-1", "user-1"),
+        ("user\u2066-1\u2069\u00ad", "user-1"),
+        (b"\xe2\x80\x8b", None),
+        (" \u200b user-1 \u200b ", "user-1"),
+        # what JavaScript writes for a missing value
+        ("null", None),
+        ("NULL", None),
+        (" undefined\t", None),
+        ("Undefined", None),
+        ("\u200bnull\u200b", None),
+        (b"null", None),
+        (["null", "undefined", "user-2"], "user-2"),
+        ("nullable", "nullable"),
+        ("null-1", "null-1"),
+        ("null" + " " * 996 + "x", None),  # the cap leaves only "null"
     ],
 )
 def test_sanitize_header(raw: Any, clean: str | None) -> None:
     assert sanitize_header(raw) == clean
 
 
-@given(st.one_of(st.text(), st.binary(), st.lists(st.text(), max_size=3), st.integers()))
-def test_sanitized_values_are_clean_or_absent(raw: Any) -> None:
-    clean = sanitize_header(raw)
-    if clean is not None:
-        assert isinstance(clean, str)
-        assert clean == clean.strip()
-        assert 0 < len(clean) <= 1000
-        assert not CONTROL.search(clean)
+sent_text = st.one_of(
+    st.text(),
+    st.lists(st.sampled_from(["\u200b", "\u202e", "\ufeff", "\x00", " ", "\t", "a", "null",
+                              "undefined", "NuLl", "é", "\u2028", "\u00a0"]),
+             max_size=20).map("".join),
+)
+
+
+@given(sent_text)
+def test_sanitized_text_keeps_the_promise(raw: str) -> None:
+    assert_sanitized(raw.encode("utf-8"), sanitize_header(raw))
+
+
+@given(st.binary())
+def test_sanitized_bytes_keep_the_promise(raw: bytes) -> None:
+    assert_sanitized(raw, sanitize_header(raw))
+
+
+@given(st.lists(sent_text, max_size=3))
+def test_a_list_gives_its_first_value_that_says_something(raws: list[str]) -> None:
+    assert_first_sanitized([raw.encode("utf-8") for raw in raws], sanitize_header(raws))
+
+
+@given(st.one_of(st.integers(), st.none(), st.floats(), st.dictionaries(st.text(), st.text())))
+def test_other_types_are_absent(raw: Any) -> None:
+    assert sanitize_header(raw) is None
 
 
 def asgi_scope(**overrides: Any) -> dict[str, Any]:
@@ -153,3 +190,22 @@ def test_a_repeated_tracing_header_gives_its_first_valid_value() -> None:
     ])
     assert tracing_ids_from_asgi(scope) == ("second", "s-1")
     assert tracing_ids_from_asgi(asgi_scope()) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (b"user-1", "user-1"),
+        (b"null", None),
+        (b" UNDEFINED ", None),
+        (b"\xe2\x80\x8buser-1\xe2\x80\x8f", "user-1"),  # zero-width space, RTL mark
+        (b"\xef\xbb\xbf", None),  # a lone BOM
+    ],
+)
+def test_tracing_headers_are_sanitized_from_asgi_and_wsgi(sent: bytes, kept: str | None) -> None:
+    scope = asgi_scope(headers=[(b"x-posthog-distinct-id", sent),
+                                (b"x-posthog-session-id", sent)])
+    environ = {"HTTP_X_POSTHOG_DISTINCT_ID": sent.decode("latin-1"),  # PEP 3333
+               "HTTP_X_POSTHOG_SESSION_ID": sent.decode("latin-1")}
+    assert tracing_ids_from_asgi(scope) == (kept, kept)
+    assert tracing_ids_from_wsgi(environ) == (kept, kept)
