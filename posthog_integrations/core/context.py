@@ -15,12 +15,14 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Callable, Final, Optional, Protocol, TypeVar, cast
 
 logger = logging.getLogger("posthog_integrations")
 
 F = TypeVar("F", bound=Callable[..., Any])
+_WARNING_INTERVAL = 60.0
 _NO_TAGS: Mapping[str, Any] = {}
 
 
@@ -111,6 +113,8 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
     The child inherits its parent's distinct id, session and tags unless ``fresh``. With
     ``client``, module-level calls inside go to that client. An exception escaping the block is
     captured once (``handled: false``) when ``capture_exceptions``, then re-raised unchanged.
+    Do not hold one open across a generator's ``yield``: between items it would be the
+    consumer's context too. Decorate the generator with :func:`scoped` instead.
     """
 
     __slots__ = ("_capture_exceptions", "_client", "_exception_source", "_fresh", "_token")
@@ -163,16 +167,29 @@ def scoped(
     """Run every call of the decorated function, sync or ``async def``, in a new context.
 
     For coroutine functions the context wraps the execution of the body, not the creation of
-    the coroutine.
+    the coroutine. A generator runs every step (and its clean-up when closed) in a
+    ``contextvars`` context of its own, copied from its consumer's when it is first resumed, so
+    nothing it sets between two items reaches the code consuming it. Async generators are
+    refused: their steps cannot be run in a context of their own.
     """
 
     def decorate(function: F) -> F:
-        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        if inspect.isasyncgenfunction(function):
             raise TypeError(
-                f"@scoped cannot wrap the generator {function.__qualname__}: its context would "
-                "leak into the consumer between items. Use `with new_context():` in the body."
+                f"@scoped cannot wrap the async generator {function.__qualname__}: a context "
+                "held open across its yields would leak into the code consuming it. Open "
+                "`with new_context():` around the loop that consumes it, or inside the body "
+                "between two yields, never across a yield."
             )
         options = {"fresh": fresh, "capture_exceptions": capture_exceptions, "client": client}
+        if inspect.isgeneratorfunction(function):
+
+            @functools.wraps(function)
+            def run_generator(*args: Any, **kwargs: Any) -> Any:
+                return _steps_in_own_context(functools.partial(function, *args, **kwargs),
+                                             new_context(**options))  # type: ignore[arg-type]
+
+            return cast(F, run_generator)
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
@@ -192,6 +209,37 @@ def scoped(
     return decorate
 
 
+def _steps_in_own_context(make: Callable[[], Generator[Any, Any, Any]],
+                          context: new_context) -> Generator[Any, Any, Any]:
+    """The generator ``make()`` returns, with ``context`` open around it and every step run in
+    a ``contextvars`` context of its own: what it sets never reaches whoever resumes it."""
+    own = contextvars.copy_context()
+    own.run(context.__enter__)
+    escaped: BaseException | None = None
+    try:
+        generator = own.run(make)
+        step: Callable[[Any], Any] = generator.send
+        argument: Any = None
+        while True:
+            try:
+                item = own.run(step, argument)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                argument = yield item
+                step = generator.send
+            except GeneratorExit:
+                own.run(generator.close)
+                raise
+            except BaseException as thrown:  # thrown in by the consumer: the generator's own
+                step, argument = generator.throw, thrown
+    except BaseException as error:
+        escaped = error
+        raise
+    finally:
+        own.run(context.__exit__, type(escaped) if escaped else None, escaped, None)
+
+
 activate: Callable[[Scope], contextvars.Token[Scope | None]] = _install
 """Install a scope as the current state; undo with :func:`restore`.
 
@@ -205,7 +253,36 @@ def restore(token: contextvars.Token[Scope | None]) -> None:
     try:
         _current.reset(token)
     except (ValueError, RuntimeError):
-        logger.debug("a context was exited outside the context it was entered in")
+        _report_crossed_contexts()
+
+
+_crossed_warned_at = -_WARNING_INTERVAL
+
+
+def _report_crossed_contexts() -> None:
+    """Loudly, at most once a minute: the app's contexts do not nest, which is a leak to fix."""
+    global _crossed_warned_at
+    now = time.monotonic()
+    if now - _crossed_warned_at < _WARNING_INTERVAL:
+        logger.debug("a PostHog context was again exited outside the context it was entered in")
+        return
+    _crossed_warned_at = now
+    logger.warning(
+        "a PostHog context was exited in another contextvars context than the one it was "
+        "entered in (a generator holding `with new_context():` across a yield, resumed or "
+        "closed elsewhere?); nothing was changed here. Decorate the generator with @scoped "
+        "instead, so that its steps run in a context of their own."
+    )
+
+
+def carry_over(context: contextvars.Context) -> None:
+    """Set here what ``context`` (a copy of this one) holds for every variable but this
+    engine's: other libraries keep the state a request changed, as if it had run here, while
+    its PostHog state, and any token app code took on it, stays in ``context``."""
+    here = contextvars.copy_context()
+    for variable, value in context.items():
+        if variable is not _current and (variable not in here or here[variable] is not value):
+            variable.set(value)
 
 
 def tag(name: str, value: Any) -> None:

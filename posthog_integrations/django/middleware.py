@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -14,7 +15,7 @@ from django.core.signals import got_request_exception
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 
 from posthog_integrations.core.client import Client
-from posthog_integrations.core.context import identify_context
+from posthog_integrations.core.context import carry_over, identify_context
 from posthog_integrations.web import RequestContext, RequestInfo, RequestTracker, current_request
 from posthog_integrations.web.request import tracing_ids_from_wsgi
 
@@ -77,14 +78,23 @@ class PostHogMiddleware:
             if self._needs_user(current_request()):
                 _identify(getattr(request, "user", None))
             return self.get_response(request)
-        with context:
-            if self._identify_user and context.distinct_id is None:
-                _identify(getattr(request, "user", None))
-            response = self.get_response(request)
-            if self._pageviews:
-                context.finish(response.status_code, response.get("Content-Type"))
-        if isinstance(response, StreamingHttpResponse):
-            _keep_context_while_streaming(response, context)
+        own = contextvars.copy_context()  # the request's own: its body is pulled and closed in it
+        try:
+            response = own.run(self._respond, request, context)
+        except BaseException:
+            context.end()
+            raise
+        finally:
+            carry_over(own)
+        return _hand_over(response, context, own)
+
+    def _respond(self, request: HttpRequest, context: RequestContext) -> Any:
+        context.install()
+        if self._identify_user and context.distinct_id is None:
+            _identify(getattr(request, "user", None))
+        response = self.get_response(request)
+        if self._pageviews:
+            context.finish(response.status_code, response.get("Content-Type"))
         return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
@@ -93,15 +103,17 @@ class PostHogMiddleware:
             if self._needs_user(current_request()):
                 _identify(await _auser(request))
             return await self.get_response(request)
-        with context:
-            if self._identify_user and context.distinct_id is None:
-                _identify(await _auser(request))
-            response = await self.get_response(request)
-            if self._pageviews:
-                context.finish(response.status_code, response.get("Content-Type"))
-        if isinstance(response, StreamingHttpResponse):
-            _keep_context_while_streaming(response, context)
-        return response
+        try:
+            with context:
+                if self._identify_user and context.distinct_id is None:
+                    _identify(await _auser(request))
+                response = await self.get_response(request)
+                if self._pageviews:
+                    context.finish(response.status_code, response.get("Content-Type"))
+        except BaseException:
+            context.end()
+            raise
+        return _hand_over(response, context, None)
 
     def _client(self) -> Client | None:
         """None: the default client, configured from ``settings.POSTHOG``."""
@@ -168,30 +180,62 @@ def _identify(user: Any) -> None:
         logger.debug("could not read the request's user", exc_info=True)
 
 
-def _keep_context_while_streaming(response: StreamingHttpResponse,
-                                  context: RequestContext) -> None:
-    """Re-enter the request's context for every chunk a streaming response produces."""
+def _hand_over(response: Any, context: RequestContext,
+               own: contextvars.Context | None) -> Any:
+    """Give the server a response whose remaining work stays in the request's context.
+
+    A streamed body made by a sync iterator is pulled, and the response closed, in one context
+    of the request's own (``own``, or else a copy of the context of whoever pulls or closes it
+    first: under ASGI, the worker thread Django consumes the body in). What the body's code
+    sets, such as a generator holding ``new_context()`` open across its yields, stays there,
+    even when the server closes the response after a disconnect, in a thread that goes on to
+    serve other requests. An async body runs in the request's task, re-entering the request's
+    context for every chunk.
+    """
+    if not isinstance(response, StreamingHttpResponse):
+        context.end()
+        return response
     status = response.status_code
     content: Any = response.streaming_content
-    response.streaming_content = (
-        _async_chunks(content, context, status) if response.is_async
-        else _sync_chunks(content, context, status)
-    )
+    close = response.close
+    if response.is_async:
+        response.streaming_content = _async_chunks(content, context, status)
+        run: Callable[..., Any] = _call
+    else:
+        run = _RestOfRequest(context, own)
+        response.streaming_content = context.iterate(content, run, lambda: status)
+
+    def close_in_request_context() -> None:
+        try:
+            run(close)
+        finally:
+            context.end()
+
+    # A streamed response is never pickled (as a cached one is), so an instance attribute is
+    # safe here: Django itself patches a file's close() the same way for wsgi.file_wrapper.
+    response.close = close_in_request_context  # type: ignore[method-assign]
+    return response
 
 
-def _sync_chunks(chunks: Iterator[bytes], context: RequestContext,
-                 status: int) -> Iterator[bytes]:
-    iterator = iter(chunks)
-    while True:
-        with context:
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                return
-            except Exception as error:
-                context.capture_exception(error, status)
-                raise
-        yield chunk
+def _call(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
+
+
+class _RestOfRequest:
+    """Runs a function in the request's own context, made on first use if not given."""
+
+    __slots__ = ("_context", "_own")
+
+    def __init__(self, context: RequestContext, own: contextvars.Context | None) -> None:
+        self._context = context
+        self._own = own
+
+    def __call__(self, function: Callable[..., Any], *args: Any) -> Any:
+        own = self._own
+        if own is None:
+            own = self._own = contextvars.copy_context()
+            own.run(self._context.install)
+        return own.run(function, *args)
 
 
 async def _async_chunks(chunks: AsyncIterator[bytes], context: RequestContext,

@@ -102,7 +102,10 @@ class RequestTracker:
         """
         parent = current_scope()
         if parent is not None and type(parent[OWNER]) is RequestContext:
-            return None
+            if not parent[OWNER].ended:
+                return None  # the request is tracked already
+            _warn_stale(parent[OWNER])
+            parent = None
         options = self.options
         try:
             if options.excluded is not None and options.excluded(read_path(request)):
@@ -120,6 +123,18 @@ class RequestTracker:
         except Exception:
             logger.exception("could not open the PostHog request context; the request goes on")
             return None
+
+
+def _warn_stale(stale: RequestContext) -> None:
+    """A finished request's state was still current: something outside the adapter kept it."""
+    now = time.monotonic()
+    if now - _hook_warned_at.get("stale", -HOOK_WARNING_INTERVAL) >= HOOK_WARNING_INTERVAL:
+        _hook_warned_at["stale"] = now
+        logger.warning("the PostHog context of a finished %s request was still current when a "
+                       "new request arrived; it is ignored, the new request starts clean",
+                       stale.source)
+    else:
+        logger.debug("a finished request's context was still current; ignored again")
 
 
 class _RequestTags(LazyTags):
@@ -180,7 +195,8 @@ class RequestContext:
     the request arrived: identity and tags missing from the request are inherited from it.
     """
 
-    __slots__ = ("_facts", "_scope", "_token", "client", "options", "source", "started")
+    __slots__ = ("_facts", "_scope", "_token", "client", "ended", "options", "source",
+                 "started")
 
     def __init__(self, client: Client, options: RequestOptions, source: str, request: Any,
                  read_info: Callable[[Any], RequestInfo], distinct_id: str | None,
@@ -189,6 +205,7 @@ class RequestContext:
         self.options = options
         self.source = source
         self.started = time.perf_counter() if options.capture_pageviews else 0.0
+        self.ended = False  # see end()
         parent_tags = None
         if parent is not None:  # a context around the server (tests do this): inherit from it
             parent_tags = parent[2]
@@ -285,6 +302,11 @@ class RequestContext:
             except Exception as error:
                 run(self.capture_exception, error, status())
                 raise
+
+    def end(self) -> None:
+        """The adapter is done with this request: should its state ever be found current when
+        another request arrives, that request ignores it instead of being tracked under it."""
+        self.ended = True
 
     def set_route(self, route: str | None) -> None:
         """Record the route template the framework resolved; events captured after it carry it.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import os
 import random
 import threading
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,6 +24,7 @@ from posthog_integrations import (
     set_context_session,
     tag,
 )
+from posthog_integrations.core import context as context_engine
 from posthog_integrations.sink import LocalSink
 from tests.conftest import ClientFactory
 
@@ -216,12 +220,107 @@ def test_scoped_covers_the_awaited_body_of_async_functions() -> None:
     assert outer_tags == {"outer_tag": 1}
 
 
-def test_scoped_refuses_generators() -> None:
-    with pytest.raises(TypeError, match="generator"):
+def test_a_scoped_generator_keeps_its_context_from_its_consumer() -> None:
+    @scoped()
+    def numbers() -> Iterator[tuple[str | None, dict[str, object]]]:
+        identify_context("inside")
+        tag("inner", True)
+        yield get_context_distinct_id(), get_tags()
+        yield get_context_distinct_id(), get_tags()
+
+    seen_inside, seen_outside = [], []
+    with new_context():
+        identify_context("consumer")
+        tag("outer", 1)
+        for item in numbers():
+            seen_inside.append(item)
+            seen_outside.append((get_context_distinct_id(), get_tags()))
+            tag("outer", 2)  # the generator started from a copy: it does not see this
+    assert seen_inside == [("inside", {"outer": 1, "inner": True})] * 2
+    assert seen_outside == [("consumer", {"outer": 1}), ("consumer", {"outer": 2})]
+    assert numbers.__name__ == "numbers"
+
+
+def test_a_scoped_generator_closed_early_cleans_up_in_its_own_context() -> None:
+    cleaned_up_as: list[str | None] = []
+
+    @scoped()
+    def stream() -> Iterator[int]:
+        identify_context("inside")
+        try:
+            with new_context():  # held open across the yields: safe here
+                tag("nested", True)
+                yield 1
+                yield 2
+        finally:
+            cleaned_up_as.append(get_context_distinct_id())
+
+    with new_context():
+        identify_context("consumer")
+        items = stream()
+        assert next(items) == 1
+        assert (get_context_distinct_id(), get_tags()) == ("consumer", {})
+        items.close()
+        assert (get_context_distinct_id(), get_tags()) == ("consumer", {})
+    assert cleaned_up_as == ["inside"]
+    assert get_context_distinct_id() is None
+
+
+def test_a_scoped_generator_takes_sends_throws_and_returns() -> None:
+    @scoped()
+    def echo() -> Generator[object, object, str]:
+        received = yield "ready"
+        try:
+            yield f"got {received}"
+        except KeyError:
+            yield "caught"
+        return "done"
+
+    items = echo()
+    assert next(items) == "ready"
+    assert items.send("x") == "got x"
+    assert items.throw(KeyError("k")) == "caught"
+    with pytest.raises(StopIteration) as stopped:
+        next(items)
+    assert stopped.value.value == "done"
+
+
+def test_an_exception_escaping_a_scoped_generator_is_captured_once_with_its_context(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    client = make_client()
+
+    @client.scoped()
+    def failing() -> Iterator[int]:
+        identify_context("generator-user")
+        yield 1
+        raise ValueError("broken stream")
+
+    with pytest.raises(ValueError, match="broken stream"):
+        list(failing())
+    client.flush()
+    [error] = sink.events(event="$exception")
+    assert error["distinct_id"] == "generator-user"
+
+
+def test_scoped_refuses_async_generators_and_names_a_safe_way() -> None:
+    with pytest.raises(TypeError, match="around the loop that consumes it"):
 
         @scoped()
-        def stream() -> object:
+        async def stream() -> AsyncIterator[int]:
             yield 1
+
+
+def test_a_context_left_in_another_contextvars_context_is_reported(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(context_engine, "_crossed_warned_at", -context_engine._WARNING_INTERVAL)
+    entered = new_context()
+    contextvars.copy_context().run(entered.__enter__)
+    entered.__exit__(None, None, None)  # here, not where it was entered: it changes nothing
+    assert get_context_distinct_id() is None
+    [record] = [r for r in caplog.records if "entered in" in r.getMessage()]
+    assert record.levelno == logging.WARNING
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

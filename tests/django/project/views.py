@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 
+from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import translation
 
 import posthog_integrations as posthog
+from posthog_integrations.core.context import current_scope
 
 
 class ViewFailed(Exception):
@@ -63,6 +66,41 @@ async def async_stream(request: HttpRequest) -> StreamingHttpResponse:
         yield b"second\n"
 
     return StreamingHttpResponse(chunks())
+
+
+def stream_in_context(request: HttpRequest, visitor: str) -> StreamingHttpResponse:
+    """Streams with a context held open across yields, as a view may; records the scopes its
+    body saw in ``request.META`` (the WSGI environ), for the test that calls it."""
+    posthog.tag("visitor_tag", f"tag-of-{visitor}")
+    seen = request.META.setdefault("test.scopes", [])
+
+    def chunks() -> Iterator[bytes]:
+        with posthog.new_context():
+            posthog.tag("stream_tag", f"stream-of-{visitor}")
+            try:
+                for number in range(3):
+                    seen.append(current_scope())
+                    yield f"chunk {number}\n".encode()
+            finally:
+                posthog.capture("stream closed")
+
+    return StreamingHttpResponse(chunks())
+
+
+def stream_in_french(request: HttpRequest) -> StreamingHttpResponse:
+    """Activates French for the request; its body says which language it runs in."""
+    translation.activate("fr")
+
+    def chunks() -> Iterator[bytes]:
+        yield str(translation.get_language()).encode()
+
+    return StreamingHttpResponse(chunks())
+
+
+def cache_in_use(request: HttpRequest) -> HttpResponse:
+    """Records the cache backend Django hands this request, in ``request.META``."""
+    request.META["test.cache"] = caches["default"]
+    return HttpResponse("cached")
 
 
 def captured_then_raised(request: HttpRequest) -> HttpResponse:
