@@ -47,7 +47,23 @@ class Client:
     """
 
     def __init__(self, api_key: str | None = None, host: str | None = None, **options: Any) -> None:
-        self.options = ClientOptions.resolve({"api_key": api_key, "host": host, **options})
+        self._start(ClientOptions.resolve({"api_key": api_key, "host": host, **options}))
+
+    @classmethod
+    def refusing(cls, reason: str) -> Client:
+        """A disabled client that counts every event it refuses under ``dropped_by_reason[reason]``.
+
+        Built from the defaults alone, never from the environment, so it cannot fail: the module
+        facade stands it in when its configuration is invalid.
+        """
+        client = cls.__new__(cls)
+        client._start(ClientOptions(disabled=True))
+        client._refusal = f"dropped.{reason}"
+        return client
+
+    def _start(self, options: ClientOptions) -> None:
+        self.options = options
+        self._refusal: str | None = None
         self._counters = Counters()
         self._defaults = EventDefaults(self.options.super_properties, self.options.disable_geoip)
         self._disabled = self.options.effective_disabled
@@ -91,7 +107,7 @@ class Client:
     ) -> str | None:
         """Capture ``event``; return its uuid, or None when it was not accepted."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             if not isinstance(event, str) or not event:
                 got = repr(event) if isinstance(event, str) else type(event).__name__
@@ -119,7 +135,7 @@ class Client:
               uuid: Any = None) -> str | None:
         """Link ``previous_id`` to ``distinct_id`` (``$create_alias``)."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             if not previous_id or not distinct_id:
                 return self._reject("alias needs both previous_id and distinct_id")
@@ -138,7 +154,7 @@ class Client:
                        timestamp: Any = None, uuid: Any = None) -> str | None:
         """Set properties of a group (``$groupidentify``)."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             if not group_type or group_key is None or group_key == "":
                 return self._reject("group_identify needs a group_type and a group_key")
@@ -164,7 +180,7 @@ class Client:
         captured, or it was not accepted.
         """
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             error = exc[1] if isinstance(exc, tuple) else exc
             if error is None:
@@ -229,7 +245,7 @@ class Client:
                          properties: Mapping[str, Any] | None = None) -> str | None:
         """Report an exception escaping a context or a request (``handled: false``)."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             return self._capture_error(error, mechanism="middleware", handled=False,
                                        source=source, level="error", properties=properties)
@@ -276,7 +292,7 @@ class Client:
     def _person_update(self, kind: str, distinct_id: Any, properties: Mapping[str, Any] | None,
                        timestamp: Any, uuid: Any) -> str | None:
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             scope = current_scope()
             person = distinct_id or (scope[DISTINCT_ID] if scope is not None else None)
@@ -323,6 +339,12 @@ class Client:
         if self.options.debug:
             logger.debug("accepted event %r (uuid %s)", event.get("event"), uuid)
         return uuid
+
+    def _refused(self) -> str | None:
+        """A disabled client's answer; counted when it stands in for an invalid configuration."""
+        if self._refusal is not None:
+            self._counters.add(self._refusal)
+        return None
 
     def _queue_full(self) -> None:
         total = self._counters.add("dropped.queue_full")
