@@ -12,9 +12,10 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import context as _context
 from .context import DISTINCT_ID, current_scope
-from .events import EventDefaults, build_event
+from .events import EventDefaults, InvalidEvent, build_event, normalize_distinct_id, read_mapping
 from .exceptions import InAppRules, captured_uuid, exception_list, mark_captured, traceback_here
 from .hooks import ExceptHooks
+from .notices import Notices
 from .options import ClientOptions
 from .sender import Sender
 from .stats import ClientStats, Counters
@@ -65,6 +66,7 @@ class Client:
         self.options = options
         self._refusal: str | None = None
         self._counters = Counters()
+        self._notices = Notices()
         self._defaults = EventDefaults(self.options.super_properties, self.options.disable_geoip)
         self._disabled = self.options.effective_disabled
         self._closed = False
@@ -111,15 +113,16 @@ class Client:
         try:
             if not isinstance(event, str) or not event:
                 got = repr(event) if isinstance(event, str) else type(event).__name__
-                return self._reject(f"event name must be a non-empty string, got {got}")
+                return self._reject("event", f"event name must be a non-empty string, got {got}")
             return self._enqueue(build_event(
                 event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
                 context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
                 disable_geoip=disable_geoip,
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"capture() refused an event: {error}")
         except Exception:
-            logger.exception("capture(%r) failed", event)
-            return None
+            return self._failed("capture()")
 
     def set(self, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
             timestamp: Any = None, uuid: Any = None) -> str | None:
@@ -137,17 +140,18 @@ class Client:
         if self._disabled and _recorder is None:
             return self._refused()
         try:
-            if not previous_id or not distinct_id:
-                return self._reject("alias needs both previous_id and distinct_id")
+            previous, new = normalize_distinct_id(previous_id), normalize_distinct_id(distinct_id)
+            if not previous or not new:
+                return self._reject("alias", "alias needs both previous_id and distinct_id")
             return self._enqueue(build_event(
-                "$create_alias", distinct_id=previous_id, defaults=self._defaults,
-                context=current_scope(),
-                properties={"distinct_id": str(previous_id), "alias": str(distinct_id)},
+                "$create_alias", distinct_id=previous, defaults=self._defaults,
+                context=current_scope(), properties={"distinct_id": previous, "alias": new},
                 timestamp=timestamp, uuid=uuid,
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"alias() refused an event: {error}")
         except Exception:
-            logger.exception("alias() failed")
-            return None
+            return self._failed("alias()")
 
     def group_identify(self, group_type: str, group_key: Any,
                        properties: Mapping[str, Any] | None = None, *, distinct_id: Any = None,
@@ -157,20 +161,22 @@ class Client:
             return self._refused()
         try:
             if not group_type or group_key is None or group_key == "":
-                return self._reject("group_identify needs a group_type and a group_key")
+                return self._reject("group",
+                                    "group_identify needs a group_type and a group_key")
             group_properties = {
                 "$group_type": group_type,
                 "$group_key": str(group_key),
-                "$group_set": dict(properties or {}),
+                "$group_set": read_mapping(properties, "group properties"),
             }
             return self._enqueue(build_event(
                 "$groupidentify", distinct_id=distinct_id or f"${group_type}_{group_key}",
                 properties=group_properties, defaults=self._defaults, context=current_scope(),
                 timestamp=timestamp, uuid=uuid,
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"group_identify() refused an event: {error}")
         except Exception:
-            logger.exception("group_identify() failed")
-            return None
+            return self._failed("group_identify()")
 
     def capture_exception(self, exc: ExceptionInput = None, *, distinct_id: Any = None,
                           properties: Mapping[str, Any] | None = None) -> str | None:
@@ -191,9 +197,10 @@ class Client:
             return self._capture_error(error, mechanism="generic", handled=True, source=None,
                                        level="error", distinct_id=distinct_id,
                                        properties=properties)
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"capture_exception() refused an event: {error}")
         except Exception:
-            logger.exception("capture_exception() failed")
-            return None
+            return self._failed("capture_exception()")
 
     def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
                     exception_source: str | None = None) -> _context.new_context:
@@ -249,16 +256,19 @@ class Client:
         try:
             return self._capture_error(error, mechanism="middleware", handled=False,
                                        source=source, level="error", properties=properties)
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"an escaping exception was not captured: {error}")
         except Exception:
-            logger.exception("capturing an escaping exception failed")
-            return None
+            return self._failed("capturing an escaping exception")
 
     def _capture_uncaught(self, error: BaseException, source: str, level: str) -> None:
         try:
             self._capture_error(error, mechanism="generic", handled=False, source=source,
                                 level=level)
+        except InvalidEvent as error:
+            self._reject(error.kind, f"an uncaught exception was not captured: {error}")
         except Exception:
-            logger.exception("capturing an uncaught exception failed")
+            self._failed("capturing an uncaught exception")
 
     def _capture_error(self, error: BaseException, *, mechanism: str, handled: bool,
                        source: str | None, level: str, distinct_id: Any = None,
@@ -296,16 +306,18 @@ class Client:
         try:
             scope = current_scope()
             person = distinct_id or (scope[DISTINCT_ID] if scope is not None else None)
-            if not person or not properties:
+            updates = read_mapping(properties, f"{kind} properties")
+            if not person or not updates:
                 logger.debug("%s without a distinct id or properties does nothing", kind)
                 return None
             return self._enqueue(build_event(
                 kind, distinct_id=person, properties=None, defaults=self._defaults,
-                context=scope, timestamp=timestamp, uuid=uuid, top_level={kind: dict(properties)},
+                context=scope, timestamp=timestamp, uuid=uuid, top_level={kind: updates},
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"{kind} refused an event: {error}")
         except Exception:
-            logger.exception("%s failed", kind)
-            return None
+            return self._failed(kind)
 
     def _enqueue(self, event: Event) -> str | None:
         if self._closed:
@@ -362,9 +374,17 @@ class Client:
             logger.debug("event %r dropped (%s)", event.get("event"), reason)
         return None
 
-    def _reject(self, message: str) -> str | None:
+    def _reject(self, kind: str, message: str) -> str | None:
+        """Count an event refused for its input as ``invalid``; one log line per ``kind``."""
         self._counters.add("dropped.invalid")
-        logger.warning(message)
+        self._notices.warn(kind, "%s", message)
+        return None
+
+    def _failed(self, what: str) -> str | None:
+        """Count an event lost to an unexpected error as ``invalid``, with its traceback."""
+        self._counters.add("dropped.invalid")
+        self._notices.warn(f"failed {what}", "%s failed; the event was dropped", what,
+                           exc_info=True)
         return None
 
 
