@@ -12,7 +12,14 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import context as _context
 from .context import DISTINCT_ID, current_scope
-from .events import EventDefaults, InvalidEvent, build_event, normalize_distinct_id, read_mapping
+from .events import (
+    EventDefaults,
+    InvalidEvent,
+    build_event,
+    normalize_distinct_id,
+    read_mapping,
+    sendable_problem,
+)
 from .exceptions import InAppRules, captured_uuid, exception_list, mark_captured, traceback_here
 from .hooks import ExceptHooks
 from .notices import Notices
@@ -324,10 +331,11 @@ class Client:
             return self._drop("shutdown", "the client is shut down; event %r dropped", event)
         before_send = self.options.before_send
         if before_send is not None:
+            uuid_before, timestamp_before = event["uuid"], event["timestamp"]
             try:
                 result: Any = before_send(event)
             except Exception:
-                logger.warning("before_send raised; event %r dropped", event["event"],
+                logger.warning("before_send raised; event %r dropped", event.get("event"),
                                exc_info=True)
                 return self._drop("before_send", None, event)
             if result is None:
@@ -335,6 +343,13 @@ class Client:
             if not isinstance(result, dict):
                 return self._drop("before_send", "before_send must return a dict or None, "
                                   f"got {type(result).__name__}; event %r dropped", event)
+            problem = sendable_problem(result, uuid_before=uuid_before,
+                                       timestamp_before=timestamp_before)
+            if problem is not None:
+                self._counters.add("dropped.before_send")
+                self._notices.warn(f"before_send {problem}", "before_send returned an event %s; "
+                                   "it was dropped (captured as %r)", problem, event.get("event"))
+                return None
             event = result
         uuid: str | None = event.get("uuid")
         recorder = _recorder

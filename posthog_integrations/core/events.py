@@ -204,6 +204,34 @@ def build_event(
     return event
 
 
+def sendable_problem(event: Event, *, uuid_before: Any, timestamp_before: Any) -> str | None:
+    """What makes ``event`` (as ``before_send`` returned it) unsendable, or None when it is fine.
+
+    An event needs a non-empty string name and distinct id, a properties mapping, a uuid and a
+    timestamp that serialise as such. The uuid and timestamp the library built are trusted when
+    the hook left them as they were, so an untouched event costs a few type checks.
+    """
+    name = event.get("event")
+    if not isinstance(name, str) or not name:
+        return "without an event name" if name is None else "whose event name is not a string"
+    distinct_id = event.get("distinct_id")
+    if not isinstance(distinct_id, str) or not distinct_id:
+        return "without a distinct_id string"
+    if not isinstance(event.get("properties"), Mapping):
+        return "whose properties are not a mapping"
+    uuid = event.get("uuid")
+    if uuid is not uuid_before and not isinstance(uuid, uuid_module.UUID):
+        try:
+            uuid_module.UUID(uuid)
+        except Exception:
+            return "without a valid uuid"
+    timestamp = event.get("timestamp")
+    if timestamp is not timestamp_before and not isinstance(timestamp, datetime.datetime) and (
+            not isinstance(timestamp, str) or _parse_timestamp(timestamp) is None):
+        return "without an ISO 8601 timestamp"
+    return None
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, str):
         return repr(value[:64])
