@@ -20,7 +20,14 @@ from .events import (
     read_mapping,
     sendable_problem,
 )
-from .exceptions import InAppRules, captured_uuid, exception_list, mark_captured, traceback_here
+from .exceptions import (
+    InAppRules,
+    captured_uuid,
+    exception_list,
+    mark_captured,
+    traceback_here,
+    traceback_of,
+)
 from .hooks import ExceptHooks
 from .notices import Notices
 from .options import ClientOptions
@@ -195,7 +202,8 @@ class Client:
         if self._disabled and _recorder is None:
             return self._refused()
         try:
-            error = exc[1] if isinstance(exc, tuple) else exc
+            # isinstance(exc, BaseException) first: it never reads the object's attributes
+            error = exc if isinstance(exc, BaseException) or not isinstance(exc, tuple) else exc[1]
             if error is None:
                 error = sys.exc_info()[1]
             if not isinstance(error, BaseException):
@@ -284,7 +292,7 @@ class Client:
             logger.debug("%s was already captured", type(error).__name__)
             return None
         synthetic: types.TracebackType | None = None
-        if error.__traceback__ is None:
+        if traceback_of(error) is None:
             synthetic = traceback_here(skip=2)
         entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
                                  handled=handled, synthetic_traceback=synthetic)

@@ -1,18 +1,24 @@
-"""``$exception_list`` from an exception, and the marker that keeps it from being captured twice.
+"""``$exception_list`` from an exception, and the record that keeps it from being captured twice.
 
 The list is outermost first: the caught exception, then what it wraps (``__cause__`` or
 ``__context__``) and the members of exception groups, depth first, at most 50 entries, cycles
 stopped. Frames run from the entry point to the crash site, with source context read through
 ``linecache`` (cached, so a hot error path does not re-read files).
+
+Exceptions are read without running their class's attribute hooks (``__getattr__``,
+``__getattribute__``), and nothing is ever written onto them, so an exception of any class is
+reported, and reported once.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import linecache
 import os
 import sys
+import threading
 import types
+import weakref
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -20,7 +26,7 @@ MAX_EXCEPTIONS = 50
 MAX_FRAMES = 100
 CONTEXT_LINES = 5
 MAX_LINE_BYTES = 1024
-_MARKER = "__posthog_integrations_uuid__"
+MAX_HELD_EXCEPTIONS = 256
 _LIBRARY_PACKAGES = ("/site-packages/", "/dist-packages/")
 
 
@@ -32,15 +38,69 @@ class InAppRules(NamedTuple):
     exclude: tuple[str, ...] = ()
 
 
-def captured_uuid(error: BaseException) -> str | None:
-    """The uuid of the event that already reported ``error``, if any."""
-    value = getattr(error, _MARKER, None)
-    return value if isinstance(value, str) else None
+class CapturedExceptions:
+    """The uuids of the exceptions already reported, by identity.
+
+    An exception that takes weak references (most classes written in Python) is remembered for
+    as long as it lives, without being kept alive. Builtin exception types and subclasses with
+    ``__slots__`` take none: the most recent ``MAX_HELD_EXCEPTIONS`` of those are held, which
+    covers an exception escaping through nested contexts and a framework's own handler.
+    """
+
+    def __init__(self, held: int = MAX_HELD_EXCEPTIONS) -> None:
+        self._weak: dict[int, tuple[weakref.ref[BaseException], str]] = {}
+        self._held: collections.OrderedDict[int, tuple[BaseException, str]] = (
+            collections.OrderedDict())
+        self._held_size = held
+        self._lock = threading.Lock()
+
+    def uuid_of(self, error: BaseException) -> str | None:
+        """The uuid of the event that already reported ``error``, if any."""
+        key = id(error)
+        entry = self._weak.get(key)
+        if entry is not None and entry[0]() is error:
+            return entry[1]
+        with self._lock:
+            held = self._held.get(key)
+        return held[1] if held is not None and held[0] is error else None
+
+    def add(self, error: BaseException, uuid: str) -> None:
+        key = id(error)
+        try:
+            reference = weakref.ref(error, lambda dead: self._forget(key, dead))
+        except TypeError:  # takes no weak references: hold it, within the bound
+            with self._lock:
+                self._held[key] = (error, uuid)
+                self._held.move_to_end(key)
+                if len(self._held) > self._held_size:
+                    self._held.popitem(last=False)
+            return
+        self._weak[key] = (reference, uuid)
+
+    def _forget(self, key: int, dead: weakref.ref[BaseException]) -> None:
+        # No lock: this may run inside a garbage collection triggered while the lock is held.
+        # The id cannot be reused before this runs, so a newer entry is never removed.
+        entry = self._weak.get(key)
+        if entry is not None and entry[0] is dead:
+            self._weak.pop(key, None)
 
 
-def mark_captured(error: BaseException, uuid: str) -> None:
-    with contextlib.suppress(AttributeError, TypeError):  # a class with __slots__
-        setattr(error, _MARKER, uuid)
+_captured = CapturedExceptions()
+captured_uuid = _captured.uuid_of
+mark_captured = _captured.add
+
+
+def traceback_of(error: BaseException) -> types.TracebackType | None:
+    """``error.__traceback__``, read without the hooks of the error's class."""
+    traceback = _attribute(error, "__traceback__")
+    return traceback if isinstance(traceback, types.TracebackType) else None
+
+
+def _attribute(error: BaseException, name: str) -> Any:
+    try:
+        return object.__getattribute__(error, name)
+    except Exception:
+        return None
 
 
 def exception_list(
@@ -73,7 +133,7 @@ def exception_list(
         module = type(current).__module__
         if module != "builtins":
             entry["module"] = module
-        traceback = current.__traceback__
+        traceback = traceback_of(current)
         if parent_id is None and synthetic_traceback is not None:
             traceback = synthetic_traceback
         frames = frames_of(traceback, rules)
@@ -97,13 +157,15 @@ def _walk(error: BaseException) -> Iterator[tuple[BaseException, int | None, str
         own_id = count
         count += 1
         children: list[tuple[BaseException, int | None, str | None]] = []
-        members = getattr(current, "exceptions", None)  # BaseExceptionGroup, 3.11+
+        members = _attribute(current, "exceptions")  # BaseExceptionGroup, 3.11+
         if isinstance(members, tuple):
             children.extend((m, own_id, "member") for m in members if isinstance(m, BaseException))
-        if current.__cause__ is not None:
-            children.append((current.__cause__, own_id, "cause"))
-        elif current.__context__ is not None and not current.__suppress_context__:
-            children.append((current.__context__, own_id, "context"))
+        cause, context = _attribute(current, "__cause__"), _attribute(current, "__context__")
+        if isinstance(cause, BaseException):
+            children.append((cause, own_id, "cause"))
+        elif isinstance(context, BaseException) and not _attribute(current,
+                                                                   "__suppress_context__"):
+            children.append((context, own_id, "context"))
         stack.extend(reversed(children))
 
 
@@ -185,7 +247,15 @@ def _relative_filename(abs_path: str, module: str | None) -> str:
     return "/".join(abs_path.replace(os.sep, "/").split("/")[-depth:])
 
 
+_HIDE_MARKERS = ("__traceback_hide__", "__tracebackhide__")
+
+
 def _hidden(frame: types.FrameType) -> bool:
+    code = frame.f_code
+    if not any(name in code.co_varnames or name in code.co_names for name in _HIDE_MARKERS):
+        # Reading f_locals of a running frame would copy its locals into a dict that keeps
+        # them alive until the frame returns; most frames never name a marker.
+        return False
     try:
         local = frame.f_locals
         return bool(local.get("__traceback_hide__") or local.get("__tracebackhide__"))

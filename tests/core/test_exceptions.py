@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -302,3 +303,117 @@ def test_sys_excepthook_captures_crashes_and_chains(sink: LocalSink) -> None:
     event = exception_event(sink)
     assert event["properties"]["$exception_source"] == "python.sys_excepthook"
     assert event["properties"]["$exception_level"] == "fatal"
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenError(Exception):
+    code: int
+
+
+class ReadOnlyError(Exception):
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RuntimeError("read-only exception")
+
+
+class SlottedReadOnlyError(Exception):
+    __slots__ = ()  # no __dict__, no __weakref__
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RuntimeError("read-only exception")
+
+
+class MissingAttributesRaise(Exception):
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+
+class EveryAttributeRaises(Exception):
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+
+def _odd_exceptions() -> dict[str, BaseException]:
+    return {
+        "frozen dataclass": FrozenError(7),
+        "__setattr__ raises": ReadOnlyError("read-only"),
+        "slotted, __setattr__ raises": SlottedReadOnlyError("slotted"),
+        "__getattr__ raises": MissingAttributesRaise("missing"),
+        "__getattribute__ raises": EveryAttributeRaises("every"),
+        "builtin": ValueError("builtin"),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(_odd_exceptions()))
+def test_an_exception_is_captured_once_whatever_its_class(
+    sink: LocalSink, make_client: ClientFactory, kind: str
+) -> None:
+    client = make_client()
+    error = _odd_exceptions()[kind]
+    uuids: list[str | None] = []
+    escaped: object = None
+    try:  # not pytest.raises: pytest cannot report an exception whose every attribute raises
+        with client.new_context(), new_context(), new_context(exception_source="inner"):
+            try:
+                raise error
+            except type(error):
+                uuids.append(client.capture_exception())
+                uuids.append(client.capture_exception())  # already reported
+                raise
+    except BaseException as caught:  # compared right below
+        escaped = caught
+    assert escaped is error
+    uuid, again = uuids
+    assert uuid is not None
+    assert again is None
+    assert client.capture_exception(error) is None
+    client.flush()
+    event = exception_event(sink)
+    assert event["uuid"] == uuid
+    entry = event["properties"]["$exception_list"][0]
+    assert entry["type"] == type(error).__name__
+    assert entry["stacktrace"]["frames"][-1]["function"].endswith(
+        "test_an_exception_is_captured_once_whatever_its_class")
+    assert client.stats().dropped == 0
+
+
+def test_equal_exceptions_are_told_apart(sink: LocalSink, make_client: ClientFactory) -> None:
+    client = make_client()
+    first, second = FrozenError(1), FrozenError(1)  # equal, and hash alike
+    assert first == second
+    assert client.capture_exception(first) is not None
+    assert client.capture_exception(second) is not None
+    client.flush()
+    assert len(sink.events(event="$exception")) == 2
+
+
+def test_captured_exceptions_are_not_kept_alive(make_client: ClientFactory) -> None:
+    import gc
+    import weakref
+
+    client = make_client()
+    error = FrozenError(3)
+    uuid = client.capture_exception(error)
+    watcher = weakref.ref(error)
+    del error
+    gc.collect()
+    assert uuid is not None
+    assert watcher() is None
+
+
+def test_frames_that_ask_to_be_hidden_are_left_out(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    def helper() -> None:
+        __tracebackhide__ = True  # read by the library, as by pytest
+        raise ValueError("from a hidden helper")
+
+    client = make_client()
+    try:
+        helper()
+    except ValueError as error:
+        client.capture_exception(error)
+    client.flush()
+    frames = exception_event(sink)["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    assert [frame["function"].rsplit(".", 1)[-1] for frame in frames] == [
+        "test_frames_that_ask_to_be_hidden_are_left_out"
+    ]
