@@ -2,8 +2,13 @@
 
 The list is outermost first: the caught exception, then what it wraps (``__cause__`` or
 ``__context__``) and the members of exception groups, depth first, at most 50 entries, cycles
-stopped. Frames run from the entry point to the crash site, with source context read through
-``linecache`` (cached, so a hot error path does not re-read files).
+stopped. Frames run from the entry point to the crash site, at most 100 (the middle is left
+out), with source context read through ``linecache`` (cached, so a hot error path does not
+re-read files).
+
+Sizes are bounded so that an ``$exception`` event is always sent: messages are cut to 8 KiB of
+UTF-8, source lines to 300 characters, names and paths to 1,024 characters, and a list whose
+JSON would pass 512 KiB is shrunk step by step (see :func:`_fit`).
 
 Exceptions are read without running their class's attribute hooks (``__getattr__``,
 ``__getattribute__``), and nothing is ever written onto them, so an exception of any class is
@@ -13,6 +18,7 @@ reported, and reported once.
 from __future__ import annotations
 
 import collections
+import json
 import linecache
 import os
 import sys
@@ -25,7 +31,10 @@ from typing import Any, NamedTuple
 MAX_EXCEPTIONS = 50
 MAX_FRAMES = 100
 CONTEXT_LINES = 5
-MAX_LINE_BYTES = 1024
+MAX_MESSAGE_BYTES = 8 * 1024
+MAX_LINE_CHARS = 300
+MAX_NAME_CHARS = 1024
+MAX_LIST_BYTES = 512 * 1024
 MAX_HELD_EXCEPTIONS = 256
 _LIBRARY_PACKAGES = ("/site-packages/", "/dist-packages/")
 
@@ -126,13 +135,13 @@ def exception_list(
             mechanism = {"type": "chained", "source": source, "exception_id": exception_id,
                          "parent_id": parent_id}
         entry: dict[str, Any] = {
-            "type": type(current).__name__,
+            "type": _cut(type(current).__name__),
             "value": _message(current),
             "mechanism": mechanism,
         }
         module = type(current).__module__
         if module != "builtins":
-            entry["module"] = module
+            entry["module"] = _cut(module)
         traceback = traceback_of(current)
         if parent_id is None and synthetic_traceback is not None:
             traceback = synthetic_traceback
@@ -140,7 +149,71 @@ def exception_list(
         if frames:
             entry["stacktrace"] = {"type": "raw", "frames": frames}
         entries.append(entry)
+    return _fit(entries)
+
+
+def _fit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shrink ``entries`` until their JSON is at most ``MAX_LIST_BYTES``.
+
+    Step by step, until it fits: drop the lines around each crash line, then the crash lines,
+    keep 20 frames of each exception (10 at each end), then 4, then keep the first 10 exceptions,
+    then only the outermost one. Each step keeps what locates the error best.
+    """
+    for step in range(6):
+        if _fits(entries):
+            break
+        if step == 0:
+            _drop_from_frames(entries, ("pre_context", "post_context"))
+        elif step == 1:
+            _drop_from_frames(entries, ("context_line",))
+        elif step in (2, 3):
+            _keep_frames(entries, 20 if step == 2 else 4)
+        else:
+            del entries[10 if step == 4 else 1:]
     return entries
+
+
+def _fits(entries: list[dict[str, Any]]) -> bool:
+    # Encoding only when counting characters cannot tell: the JSON takes at least one byte
+    # and at most six (\u0000) per character, plus some per frame for the keys.
+    chars, pieces = _characters(entries)
+    if 6 * chars + 400 * pieces <= MAX_LIST_BYTES:
+        return True  # the usual case
+    if chars > MAX_LIST_BYTES:
+        return False
+    # ASCII-escaped JSON is never shorter than its UTF-8 form: an upper bound without encoding.
+    return len(json.dumps(entries, separators=(",", ":"))) <= MAX_LIST_BYTES
+
+
+def _characters(entries: list[dict[str, Any]]) -> tuple[int, int]:
+    """The characters of the strings in ``entries``, and how many entries and frames hold them."""
+    chars = 0
+    frame_count = 0
+    for entry in entries:
+        chars += len(entry["value"]) + len(entry["type"]) + len(entry.get("module", ""))
+        for frame in entry.get("stacktrace", {}).get("frames", ()):
+            frame_count += 1
+            for key in ("filename", "abs_path", "function", "module", "context_line"):
+                value = frame.get(key)
+                chars += len(value) if isinstance(value, str) else 0
+            for key in ("pre_context", "post_context"):
+                chars += sum(map(len, frame.get(key, ())))
+    return chars, frame_count + len(entries)
+
+
+def _drop_from_frames(entries: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    for entry in entries:
+        for frame in entry.get("stacktrace", {}).get("frames", ()):
+            for key in keys:
+                frame.pop(key, None)
+
+
+def _keep_frames(entries: list[dict[str, Any]], count: int) -> None:
+    for entry in entries:
+        stacktrace = entry.get("stacktrace")
+        if stacktrace is not None and len(stacktrace["frames"]) > count:
+            frames = stacktrace["frames"]
+            stacktrace["frames"] = frames[:count // 2] + frames[-(count // 2):]
 
 
 def _walk(error: BaseException) -> Iterator[tuple[BaseException, int | None, str | None]]:
@@ -170,16 +243,16 @@ def _walk(error: BaseException) -> Iterator[tuple[BaseException, int | None, str
 
 
 def frames_of(traceback: types.TracebackType | None, rules: InAppRules) -> list[dict[str, Any]]:
-    frames = []
+    shown: list[tuple[types.FrameType, int]] = []
     while traceback is not None:
         frame = traceback.tb_frame
         if not _hidden(frame):
-            frames.append(_frame(frame, traceback.tb_lineno, rules))
+            shown.append((frame, traceback.tb_lineno))
         traceback = traceback.tb_next
-    if len(frames) > MAX_FRAMES:  # keep where it started and where it broke
+    if len(shown) > MAX_FRAMES:  # keep where it started and where it broke
         half = MAX_FRAMES // 2
-        frames = frames[:half] + frames[-half:]
-    return frames
+        shown = shown[:half] + shown[-half:]
+    return [_frame(frame, lineno, rules) for frame, lineno in shown]
 
 
 def traceback_here(skip: int = 0) -> types.TracebackType | None:
@@ -201,10 +274,10 @@ def _frame(frame: types.FrameType, lineno: int, rules: InAppRules) -> dict[str, 
     module = module if isinstance(module, str) else None
     result: dict[str, Any] = {
         "platform": "python",
-        "filename": _relative_filename(abs_path, module) if abs_path else name,
-        "abs_path": abs_path,
-        "function": getattr(code, "co_qualname", code.co_name) or "<unknown>",
-        "module": module,
+        "filename": _cut(_relative_filename(abs_path, module) if abs_path else name),
+        "abs_path": _cut(abs_path) if abs_path else None,
+        "function": _cut(getattr(code, "co_qualname", code.co_name) or "<unknown>"),
+        "module": _cut(module) if module else None,
         "lineno": lineno,
     }
     if abs_path:
@@ -264,15 +337,22 @@ def _hidden(frame: types.FrameType) -> bool:
 
 
 def _clip(line: str) -> str:
-    line = line.rstrip("\r\n")
-    if len(line) <= MAX_LINE_BYTES // 4 or len(line.encode("utf-8", "replace")) <= MAX_LINE_BYTES:
-        return line  # the first test is enough for ordinary lines: UTF-8 is at most 4 bytes a char
-    return line.encode("utf-8", "replace")[: MAX_LINE_BYTES - 3].decode("utf-8", "ignore") + "..."
+    return _cut(line.rstrip("\r\n"), MAX_LINE_CHARS)
+
+
+def _cut(text: str, limit: int = MAX_NAME_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _message(error: BaseException) -> str:
     try:
-        return str(error)
+        message = str(error)
     except Exception:
         return f"<{type(error).__name__}: str() raised>"
+    if len(message) <= MAX_MESSAGE_BYTES // 4:
+        return message  # enough for ordinary messages: UTF-8 takes at most 4 bytes a character
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return message
+    return data[:MAX_MESSAGE_BYTES - 3].decode("utf-8", "ignore") + "..."
 

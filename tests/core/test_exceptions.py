@@ -417,3 +417,119 @@ def test_frames_that_ask_to_be_hidden_are_left_out(
     assert [frame["function"].rsplit(".", 1)[-1] for frame in frames] == [
         "test_frames_that_ask_to_be_hidden_are_left_out"
     ]
+
+
+# -- size limits ------------------------------------------------------------------------------
+
+LONG_LINE = "    # " + "x" * 5000
+
+
+def load_deep_module(tmp_path: Any) -> Any:
+    """A real source file whose every line around the recursion is 5,000 characters long."""
+    import importlib.util
+
+    source = "\n".join([
+        "def recurse(depth, message):",
+        *[LONG_LINE] * 5,
+        "    if depth: return recurse(depth - 1, message)",
+        *[LONG_LINE] * 5,
+        "    raise ValueError(message)",
+    ]) + "\n"
+    path = tmp_path / "deep_source.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("deep_source", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_huge_message_is_truncated_and_the_event_sent(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    try:
+        raise ValueError("é" * 1_000_000)  # 2 MB of UTF-8
+    except ValueError as error:
+        uuid = client.capture_exception(error)
+    client.flush()
+    event = exception_event(sink)
+    assert event["uuid"] == uuid
+    [entry] = event["properties"]["$exception_list"]
+    value = entry["value"]
+    assert value.endswith("...")
+    assert 8 * 1024 - 4 <= len(value.encode()) <= 8 * 1024
+    assert event["properties"]["$exception_message"] == value
+    assert client.stats().dropped == 0
+
+
+def test_huge_stacks_of_long_lines_stay_under_the_event_limit(
+    sink: LocalSink, make_client: ClientFactory, tmp_path: Any
+) -> None:
+    from posthog_integrations.core.serialization import encode_event
+
+    module = load_deep_module(tmp_path)
+    client = make_client()
+    error: BaseException | None = None
+    for index in range(5):  # five chained exceptions, each 300 frames deep
+        try:
+            try:
+                module.recurse(300, f"{index}: " + "m" * 100_000)
+            except ValueError as inner:
+                inner.__context__ = error
+                raise
+        except ValueError as caught:
+            error = caught
+    assert error is not None
+    uuid = client.capture_exception(error)
+    client.flush()
+    event = exception_event(sink)
+    assert event["uuid"] == uuid
+    assert len(encode_event(event)) < 900 * 1024
+    entries = event["properties"]["$exception_list"]
+    assert entries[0]["value"].startswith("4: mmm")
+    frames = entries[0]["stacktrace"]["frames"]
+    assert frames[-1]["function"] == "recurse"
+    assert frames[0]["function"] == "test_huge_stacks_of_long_lines_stay_under_the_event_limit"
+    assert client.stats().dropped == 0
+
+
+def test_source_lines_are_cut_to_300_characters(
+    sink: LocalSink, make_client: ClientFactory, tmp_path: Any
+) -> None:
+    module = load_deep_module(tmp_path)
+    client = make_client()
+    try:
+        module.recurse(2, "shallow")
+    except ValueError as error:
+        client.capture_exception(error)
+    client.flush()
+    frame = exception_event(sink)["properties"]["$exception_list"][0]["stacktrace"]["frames"][-1]
+    assert frame["context_line"] == "    raise ValueError(message)"
+    assert frame["pre_context"][-1] == LONG_LINE[:297] + "..."
+
+
+def test_the_exception_list_is_shrunk_below_its_budget_whatever_the_input(tmp_path: Any) -> None:
+    import json
+
+    from posthog_integrations.core.exceptions import MAX_LIST_BYTES, InAppRules, exception_list
+
+    module = load_deep_module(tmp_path)
+    error: BaseException | None = None
+    for index in range(60):  # chained past the 50-entry cap, 300 frames each
+        try:
+            try:
+                # control characters: six bytes each once escaped in JSON
+                module.recurse(300, f"{index}:" + "\x01" * 20_000)
+            except ValueError as inner:
+                inner.__context__ = error
+                raise
+        except ValueError as caught:
+            error = caught
+    assert error is not None
+    entries = exception_list(error, rules=InAppRules(str(tmp_path)), mechanism_type="generic",
+                             handled=True)
+    assert len(json.dumps(entries).encode()) <= MAX_LIST_BYTES
+    assert entries[0]["value"].startswith("59:")
+    assert entries[0]["stacktrace"]["frames"][-1]["function"] == "recurse"
