@@ -183,7 +183,7 @@ def _build_default_client(*, raise_errors: bool = False) -> Client:
                 if raise_errors:
                     raise
                 _log_unusable_configuration(error, options.get("api_key"))
-                _default_client = Client.refusing(INVALID_CONFIGURATION)
+                _default_client = Client._refusing(INVALID_CONFIGURATION)
         return _default_client
 
 

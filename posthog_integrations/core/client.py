@@ -65,7 +65,7 @@ class Client:
         self._start(ClientOptions.resolve({"api_key": api_key, "host": host, **options}))
 
     @classmethod
-    def refusing(cls, reason: str) -> Client:
+    def _refusing(cls, reason: str) -> Client:
         """A disabled client that counts every event it refuses under ``dropped_by_reason[reason]``.
 
         Built from the defaults alone, never from the environment, so it cannot fail: the module

@@ -213,7 +213,8 @@ def sendable_problem(event: Event, *, uuid_before: Any, timestamp_before: Any) -
     """
     name = event.get("event")
     if not isinstance(name, str) or not name:
-        return "without an event name" if name is None else "whose event name is not a string"
+        missing = name is None or isinstance(name, str)  # absent, or the empty string
+        return "without an event name" if missing else "whose event name is not a string"
     distinct_id = event.get("distinct_id")
     if not isinstance(distinct_id, str) or not distinct_id:
         return "without a distinct_id string"
