@@ -10,10 +10,16 @@ Module-level use goes to a default client built on first use from the module set
     posthog.capture("order processed", distinct_id="user-1", properties={"total": 42})
 
 Changing a setting later replaces the default client, so late configuration is never ignored.
+A setting or ``POSTHOG_*`` variable the client cannot work with never raises here: it is logged
+once, and the default client runs disabled, counting each event it refuses in :func:`stats`
+under ``invalid_configuration``. :func:`configure` and ``Client(...)`` still raise
+:class:`ConfigurationError`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import types
@@ -42,7 +48,7 @@ __all__ = [
     "alias", "api_key", "capture", "capture_exception", "configure", "debug", "disabled", "flush",
     "get_client", "get_context_distinct_id", "get_context_session_id", "get_tags",
     "group_identify", "host", "identify_context", "new_context", "scoped", "set",
-    "set_context_session", "set_once", "shutdown", "sync_mode", "tag",
+    "set_context_session", "set_once", "shutdown", "stats", "sync_mode", "tag",
 ]
 
 api_key: str | None = None
@@ -51,6 +57,8 @@ debug: bool | None = None
 disabled: bool | None = None
 sync_mode: bool | None = None
 
+logger = logging.getLogger("posthog_integrations")
+INVALID_CONFIGURATION = "invalid_configuration"
 _SETTINGS = frozenset({"api_key", "host", "debug", "disabled", "sync_mode"})
 _default_client: Client | None = None
 _extra_options: dict[str, Any] = {}
@@ -58,7 +66,11 @@ _lock = threading.Lock()
 
 
 def get_client() -> Client:
-    """The default client, built from the module settings on first use."""
+    """The default client, built from the module settings on first use.
+
+    When the settings are invalid, a disabled client that counts what it refuses (see the
+    module docstring); the error is logged once.
+    """
     client = _default_client
     return client if client is not None else _build_default_client()
 
@@ -82,7 +94,7 @@ def configure(**options: Any) -> Client:
             else:
                 _extra_options[name] = value
     _discard_default_client()
-    return get_client()
+    return _build_default_client(raise_errors=True)
 
 
 def capture(
@@ -146,6 +158,11 @@ def flush(timeout: float = 10.0) -> bool:
     return True if client is None else client.flush(timeout)
 
 
+def stats() -> ClientStats:
+    """The default client's counters (see :meth:`Client.stats`)."""
+    return get_client().stats()
+
+
 def shutdown(timeout: float = 5.0) -> bool:
     """Flush and stop the default client (a later module-level call builds a new one)."""
     with _lock:
@@ -154,14 +171,33 @@ def shutdown(timeout: float = 5.0) -> bool:
     return True if client is None else client.shutdown(timeout)
 
 
-def _build_default_client() -> Client:
+def _build_default_client(*, raise_errors: bool = False) -> Client:
     global _default_client
     with _lock:
         if _default_client is None:
             module = sys.modules[__name__]
-            settings = {name: getattr(module, name) for name in _SETTINGS}
-            _default_client = Client(**{**_extra_options, **settings})
+            options = {**_extra_options, **{name: getattr(module, name) for name in _SETTINGS}}
+            try:
+                _default_client = Client(**options)
+            except Exception as error:
+                if raise_errors:
+                    raise
+                _log_unusable_configuration(error, options.get("api_key"))
+                _default_client = Client._refusing(INVALID_CONFIGURATION)
         return _default_client
+
+
+def _log_unusable_configuration(error: Exception, api_key: object) -> None:
+    message = str(error) if isinstance(error, ConfigurationError) else repr(error)
+    for key in (api_key, os.environ.get("POSTHOG_API_KEY")):
+        if isinstance(key, str) and key.strip():
+            message = message.replace(key.strip(), "<api key>")
+    logger.error(
+        "PostHog is disabled: the configuration is invalid (%s). Module-level calls do nothing "
+        "until it is fixed; each refused event is counted in "
+        "posthog_integrations.stats().dropped_by_reason[%r]",
+        message, INVALID_CONFIGURATION, exc_info=not isinstance(error, ConfigurationError),
+    )
 
 
 def _discard_default_client() -> None:

@@ -12,9 +12,24 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import context as _context
 from .context import DISTINCT_ID, current_scope
-from .events import EventDefaults, build_event
-from .exceptions import InAppRules, captured_uuid, exception_list, mark_captured, traceback_here
+from .events import (
+    EventDefaults,
+    InvalidEvent,
+    build_event,
+    normalize_distinct_id,
+    read_mapping,
+    sendable_problem,
+)
+from .exceptions import (
+    InAppRules,
+    captured_uuid,
+    exception_list,
+    mark_captured,
+    traceback_here,
+    traceback_of,
+)
 from .hooks import ExceptHooks
+from .notices import Notices
 from .options import ClientOptions
 from .sender import Sender
 from .stats import ClientStats, Counters
@@ -47,8 +62,25 @@ class Client:
     """
 
     def __init__(self, api_key: str | None = None, host: str | None = None, **options: Any) -> None:
-        self.options = ClientOptions.resolve({"api_key": api_key, "host": host, **options})
+        self._start(ClientOptions.resolve({"api_key": api_key, "host": host, **options}))
+
+    @classmethod
+    def _refusing(cls, reason: str) -> Client:
+        """A disabled client that counts every event it refuses under ``dropped_by_reason[reason]``.
+
+        Built from the defaults alone, never from the environment, so it cannot fail: the module
+        facade stands it in when its configuration is invalid.
+        """
+        client = cls.__new__(cls)
+        client._start(ClientOptions(disabled=True))
+        client._refusal = f"dropped.{reason}"
+        return client
+
+    def _start(self, options: ClientOptions) -> None:
+        self.options = options
+        self._refusal: str | None = None
         self._counters = Counters()
+        self._notices = Notices()
         self._defaults = EventDefaults(self.options.super_properties, self.options.disable_geoip)
         self._disabled = self.options.effective_disabled
         self._closed = False
@@ -91,19 +123,20 @@ class Client:
     ) -> str | None:
         """Capture ``event``; return its uuid, or None when it was not accepted."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             if not isinstance(event, str) or not event:
                 got = repr(event) if isinstance(event, str) else type(event).__name__
-                return self._reject(f"event name must be a non-empty string, got {got}")
+                return self._reject("event", f"event name must be a non-empty string, got {got}")
             return self._enqueue(build_event(
                 event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
                 context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
                 disable_geoip=disable_geoip,
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"capture() refused an event: {error}")
         except Exception:
-            logger.exception("capture(%r) failed", event)
-            return None
+            return self._failed("capture()")
 
     def set(self, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
             timestamp: Any = None, uuid: Any = None) -> str | None:
@@ -119,42 +152,45 @@ class Client:
               uuid: Any = None) -> str | None:
         """Link ``previous_id`` to ``distinct_id`` (``$create_alias``)."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
-            if not previous_id or not distinct_id:
-                return self._reject("alias needs both previous_id and distinct_id")
+            previous, new = normalize_distinct_id(previous_id), normalize_distinct_id(distinct_id)
+            if not previous or not new:
+                return self._reject("alias", "alias needs both previous_id and distinct_id")
             return self._enqueue(build_event(
-                "$create_alias", distinct_id=previous_id, defaults=self._defaults,
-                context=current_scope(),
-                properties={"distinct_id": str(previous_id), "alias": str(distinct_id)},
+                "$create_alias", distinct_id=previous, defaults=self._defaults,
+                context=current_scope(), properties={"distinct_id": previous, "alias": new},
                 timestamp=timestamp, uuid=uuid,
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"alias() refused an event: {error}")
         except Exception:
-            logger.exception("alias() failed")
-            return None
+            return self._failed("alias()")
 
     def group_identify(self, group_type: str, group_key: Any,
                        properties: Mapping[str, Any] | None = None, *, distinct_id: Any = None,
                        timestamp: Any = None, uuid: Any = None) -> str | None:
         """Set properties of a group (``$groupidentify``)."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             if not group_type or group_key is None or group_key == "":
-                return self._reject("group_identify needs a group_type and a group_key")
+                return self._reject("group",
+                                    "group_identify needs a group_type and a group_key")
             group_properties = {
                 "$group_type": group_type,
                 "$group_key": str(group_key),
-                "$group_set": dict(properties or {}),
+                "$group_set": read_mapping(properties, "group properties"),
             }
             return self._enqueue(build_event(
                 "$groupidentify", distinct_id=distinct_id or f"${group_type}_{group_key}",
                 properties=group_properties, defaults=self._defaults, context=current_scope(),
                 timestamp=timestamp, uuid=uuid,
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"group_identify() refused an event: {error}")
         except Exception:
-            logger.exception("group_identify() failed")
-            return None
+            return self._failed("group_identify()")
 
     def capture_exception(self, exc: ExceptionInput = None, *, distinct_id: Any = None,
                           properties: Mapping[str, Any] | None = None) -> str | None:
@@ -164,9 +200,10 @@ class Client:
         captured, or it was not accepted.
         """
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
-            error = exc[1] if isinstance(exc, tuple) else exc
+            # isinstance(exc, BaseException) first: it never reads the object's attributes
+            error = exc if isinstance(exc, BaseException) or not isinstance(exc, tuple) else exc[1]
             if error is None:
                 error = sys.exc_info()[1]
             if not isinstance(error, BaseException):
@@ -175,9 +212,10 @@ class Client:
             return self._capture_error(error, mechanism="generic", handled=True, source=None,
                                        level="error", distinct_id=distinct_id,
                                        properties=properties)
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"capture_exception() refused an event: {error}")
         except Exception:
-            logger.exception("capture_exception() failed")
-            return None
+            return self._failed("capture_exception()")
 
     def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
                     exception_source: str | None = None) -> _context.new_context:
@@ -229,20 +267,23 @@ class Client:
                          properties: Mapping[str, Any] | None = None) -> str | None:
         """Report an exception escaping a context or a request (``handled: false``)."""
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             return self._capture_error(error, mechanism="middleware", handled=False,
                                        source=source, level="error", properties=properties)
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"an escaping exception was not captured: {error}")
         except Exception:
-            logger.exception("capturing an escaping exception failed")
-            return None
+            return self._failed("capturing an escaping exception")
 
     def _capture_uncaught(self, error: BaseException, source: str, level: str) -> None:
         try:
             self._capture_error(error, mechanism="generic", handled=False, source=source,
                                 level=level)
+        except InvalidEvent as error:
+            self._reject(error.kind, f"an uncaught exception was not captured: {error}")
         except Exception:
-            logger.exception("capturing an uncaught exception failed")
+            self._failed("capturing an uncaught exception")
 
     def _capture_error(self, error: BaseException, *, mechanism: str, handled: bool,
                        source: str | None, level: str, distinct_id: Any = None,
@@ -251,7 +292,7 @@ class Client:
             logger.debug("%s was already captured", type(error).__name__)
             return None
         synthetic: types.TracebackType | None = None
-        if error.__traceback__ is None:
+        if traceback_of(error) is None:
             synthetic = traceback_here(skip=2)
         entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
                                  handled=handled, synthetic_traceback=synthetic)
@@ -276,30 +317,33 @@ class Client:
     def _person_update(self, kind: str, distinct_id: Any, properties: Mapping[str, Any] | None,
                        timestamp: Any, uuid: Any) -> str | None:
         if self._disabled and _recorder is None:
-            return None
+            return self._refused()
         try:
             scope = current_scope()
             person = distinct_id or (scope[DISTINCT_ID] if scope is not None else None)
-            if not person or not properties:
+            updates = read_mapping(properties, f"{kind} properties")
+            if not person or not updates:
                 logger.debug("%s without a distinct id or properties does nothing", kind)
                 return None
             return self._enqueue(build_event(
                 kind, distinct_id=person, properties=None, defaults=self._defaults,
-                context=scope, timestamp=timestamp, uuid=uuid, top_level={kind: dict(properties)},
+                context=scope, timestamp=timestamp, uuid=uuid, top_level={kind: updates},
             ))
+        except InvalidEvent as error:
+            return self._reject(error.kind, f"{kind} refused an event: {error}")
         except Exception:
-            logger.exception("%s failed", kind)
-            return None
+            return self._failed(kind)
 
     def _enqueue(self, event: Event) -> str | None:
         if self._closed:
             return self._drop("shutdown", "the client is shut down; event %r dropped", event)
         before_send = self.options.before_send
         if before_send is not None:
+            uuid_before, timestamp_before = event["uuid"], event["timestamp"]
             try:
                 result: Any = before_send(event)
             except Exception:
-                logger.warning("before_send raised; event %r dropped", event["event"],
+                logger.warning("before_send raised; event %r dropped", event.get("event"),
                                exc_info=True)
                 return self._drop("before_send", None, event)
             if result is None:
@@ -307,6 +351,13 @@ class Client:
             if not isinstance(result, dict):
                 return self._drop("before_send", "before_send must return a dict or None, "
                                   f"got {type(result).__name__}; event %r dropped", event)
+            problem = sendable_problem(result, uuid_before=uuid_before,
+                                       timestamp_before=timestamp_before)
+            if problem is not None:
+                self._counters.add("dropped.before_send")
+                self._notices.warn(f"before_send {problem}", "before_send returned an event %s; "
+                                   "it was dropped (captured as %r)", problem, event.get("event"))
+                return None
             event = result
         uuid: str | None = event.get("uuid")
         recorder = _recorder
@@ -324,6 +375,12 @@ class Client:
             logger.debug("accepted event %r (uuid %s)", event.get("event"), uuid)
         return uuid
 
+    def _refused(self) -> str | None:
+        """A disabled client's answer; counted when it stands in for an invalid configuration."""
+        if self._refusal is not None:
+            self._counters.add(self._refusal)
+        return None
+
     def _queue_full(self) -> None:
         total = self._counters.add("dropped.queue_full")
         now = time.monotonic()
@@ -340,9 +397,17 @@ class Client:
             logger.debug("event %r dropped (%s)", event.get("event"), reason)
         return None
 
-    def _reject(self, message: str) -> str | None:
+    def _reject(self, kind: str, message: str) -> str | None:
+        """Count an event refused for its input as ``invalid``; one log line per ``kind``."""
         self._counters.add("dropped.invalid")
-        logger.warning(message)
+        self._notices.warn(kind, "%s", message)
+        return None
+
+    def _failed(self, what: str) -> str | None:
+        """Count an event lost to an unexpected error as ``invalid``, with its traceback."""
+        self._counters.add("dropped.invalid")
+        self._notices.warn(f"failed {what}", "%s failed; the event was dropped", what,
+                           exc_info=True)
         return None
 
 

@@ -72,6 +72,17 @@ def utc_now() -> str:
     return f"{cached[1]}.{int((now - second) * 1_000_000):06d}+00:00"
 
 
+class InvalidEvent(ValueError):
+    """Input that cannot become an event: the client refuses it and counts it as ``invalid``.
+
+    ``kind`` names the problem (a fixed word, never caller data) for rate-limited logging.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def normalize_timestamp(value: Any) -> str:
     """An ISO 8601 UTC string for the same instant; naive datetimes are read as UTC."""
     if value is None:
@@ -83,9 +94,14 @@ def normalize_timestamp(value: Any) -> str:
             return utc_now()
         value = parsed
     if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            return value.replace(tzinfo=_UTC).isoformat()
-        return value.astimezone(_UTC).isoformat()
+        try:
+            if value.tzinfo is None:
+                return value.replace(tzinfo=_UTC).isoformat()
+            return value.astimezone(_UTC).isoformat()
+        except Exception:  # before year 1 or after 9999 once in UTC, or a broken subclass
+            logger.warning("ignoring timestamp %s: it has no UTC time; using the current time",
+                           _shown(value))
+            return utc_now()
     logger.warning("timestamp must be a datetime or ISO 8601 string, got %s", type(value).__name__)
     return utc_now()
 
@@ -98,16 +114,38 @@ def normalize_uuid(value: Any) -> str:
         return str(value)
     try:
         return str(uuid_module.UUID(str(value)))
-    except ValueError:
-        logger.warning("ignoring invalid event uuid %r; generating one", str(value)[:64])
+    except Exception:
+        logger.warning("ignoring invalid event uuid %s; generating one", _shown(value))
         return uuid7()
 
 
 def normalize_distinct_id(value: Any) -> str | None:
+    """``value`` as a string, None when absent or empty; InvalidEvent when ``str()`` fails."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception as error:
+        raise InvalidEvent("distinct_id", f"a distinct_id of type {type(value).__name__} has no "
+                           f"string form (str() raised {type(error).__name__})") from None
     return text or None
+
+
+def read_mapping(value: Any, what: str) -> dict[str, Any]:
+    """A copy of the caller's mapping ``value`` (None: empty); InvalidEvent when it cannot be read.
+
+    Anything that is not a mapping is ignored with a warning, so the event is kept.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        logger.warning("%s must be a mapping, got %s; ignoring them", what, type(value).__name__)
+        return {}
+    try:
+        return dict(value)
+    except Exception as error:
+        raise InvalidEvent(what, f"{what} could not be read (a {type(value).__name__} whose "
+                           f"reading raised {type(error).__name__})") from None
 
 
 def build_event(
@@ -130,11 +168,11 @@ def build_event(
     caller's properties and skip the JSON-safety walk that caller values get.
     """
     person = distinct_id if type(distinct_id) is str else normalize_distinct_id(distinct_id)
+    caller = properties if type(properties) is dict else read_mapping(properties, "properties")
     if context is None:
-        merged = {**defaults.super_properties, **_mapping(properties, "properties")}
+        merged = {**defaults.super_properties, **caller}
     else:
         person = person or context[DISTINCT_ID]
-        caller = _mapping(properties, "properties")
         tags = context[TAGS]
         if type(tags) is not dict and isinstance(tags, LazyTags):
             tags = tags.resolve()  # one call instead of a Python __getitem__ per tag
@@ -144,8 +182,10 @@ def build_event(
     if not person:
         person = uuid7()
         merged.setdefault("$process_person_profile", False)
-    if groups:
-        merged["$groups"] = dict(groups)
+    if groups is not None:
+        group_keys = read_mapping(groups, "groups")
+        if group_keys:
+            merged["$groups"] = group_keys
     merged.update(defaults.lib(disable_geoip))
     if not is_plain(merged):
         merged = make_json_safe(merged)
@@ -164,11 +204,39 @@ def build_event(
     return event
 
 
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None or isinstance(value, Mapping):
-        return value or {}
-    logger.warning("%s must be a mapping, got %s; ignoring them", what, type(value).__name__)
-    return {}
+def sendable_problem(event: Event, *, uuid_before: Any, timestamp_before: Any) -> str | None:
+    """What makes ``event`` (as ``before_send`` returned it) unsendable, or None when it is fine.
+
+    An event needs a non-empty string name and distinct id, a properties mapping, a uuid and a
+    timestamp that serialise as such. The uuid and timestamp the library built are trusted when
+    the hook left them as they were, so an untouched event costs a few type checks.
+    """
+    name = event.get("event")
+    if not isinstance(name, str) or not name:
+        missing = name is None or isinstance(name, str)  # absent, or the empty string
+        return "without an event name" if missing else "whose event name is not a string"
+    distinct_id = event.get("distinct_id")
+    if not isinstance(distinct_id, str) or not distinct_id:
+        return "without a distinct_id string"
+    if not isinstance(event.get("properties"), Mapping):
+        return "whose properties are not a mapping"
+    uuid = event.get("uuid")
+    if uuid is not uuid_before and not isinstance(uuid, uuid_module.UUID):
+        try:
+            uuid_module.UUID(uuid)
+        except Exception:
+            return "without a valid uuid"
+    timestamp = event.get("timestamp")
+    if timestamp is not timestamp_before and not isinstance(timestamp, datetime.datetime) and (
+            not isinstance(timestamp, str) or _parse_timestamp(timestamp) is None):
+        return "without an ISO 8601 timestamp"
+    return None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value[:64])
+    return f"of type {type(value).__name__}"
 
 
 def _parse_timestamp(text: str) -> datetime.datetime | None:

@@ -1,26 +1,41 @@
-"""``$exception_list`` from an exception, and the marker that keeps it from being captured twice.
+"""``$exception_list`` from an exception, and the record that keeps it from being captured twice.
 
 The list is outermost first: the caught exception, then what it wraps (``__cause__`` or
 ``__context__``) and the members of exception groups, depth first, at most 50 entries, cycles
-stopped. Frames run from the entry point to the crash site, with source context read through
-``linecache`` (cached, so a hot error path does not re-read files).
+stopped. Frames run from the entry point to the crash site, at most 100 (the middle is left
+out), with source context read through ``linecache`` (cached, so a hot error path does not
+re-read files).
+
+Sizes are bounded so that an ``$exception`` event is always sent: messages are cut to 8 KiB of
+UTF-8, source lines to 300 characters, names and paths to 1,024 characters, and a list whose
+JSON would pass 512 KiB is shrunk step by step (see :func:`_fit`).
+
+Exceptions are read without running their class's attribute hooks (``__getattr__``,
+``__getattribute__``), and nothing is ever written onto them, so an exception of any class is
+reported, and reported once.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
+import json
 import linecache
 import os
 import sys
+import threading
 import types
+import weakref
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 MAX_EXCEPTIONS = 50
 MAX_FRAMES = 100
 CONTEXT_LINES = 5
-MAX_LINE_BYTES = 1024
-_MARKER = "__posthog_integrations_uuid__"
+MAX_MESSAGE_BYTES = 8 * 1024
+MAX_LINE_CHARS = 300
+MAX_NAME_CHARS = 1024
+MAX_LIST_BYTES = 512 * 1024
+MAX_HELD_EXCEPTIONS = 256
 _LIBRARY_PACKAGES = ("/site-packages/", "/dist-packages/")
 
 
@@ -32,15 +47,69 @@ class InAppRules(NamedTuple):
     exclude: tuple[str, ...] = ()
 
 
-def captured_uuid(error: BaseException) -> str | None:
-    """The uuid of the event that already reported ``error``, if any."""
-    value = getattr(error, _MARKER, None)
-    return value if isinstance(value, str) else None
+class CapturedExceptions:
+    """The uuids of the exceptions already reported, by identity.
+
+    An exception that takes weak references (most classes written in Python) is remembered for
+    as long as it lives, without being kept alive. Builtin exception types and subclasses with
+    ``__slots__`` take none: the most recent ``MAX_HELD_EXCEPTIONS`` of those are held, which
+    covers an exception escaping through nested contexts and a framework's own handler.
+    """
+
+    def __init__(self, held: int = MAX_HELD_EXCEPTIONS) -> None:
+        self._weak: dict[int, tuple[weakref.ref[BaseException], str]] = {}
+        self._held: collections.OrderedDict[int, tuple[BaseException, str]] = (
+            collections.OrderedDict())
+        self._held_size = held
+        self._lock = threading.Lock()
+
+    def uuid_of(self, error: BaseException) -> str | None:
+        """The uuid of the event that already reported ``error``, if any."""
+        key = id(error)
+        entry = self._weak.get(key)
+        if entry is not None and entry[0]() is error:
+            return entry[1]
+        with self._lock:
+            held = self._held.get(key)
+        return held[1] if held is not None and held[0] is error else None
+
+    def add(self, error: BaseException, uuid: str) -> None:
+        key = id(error)
+        try:
+            reference = weakref.ref(error, lambda dead: self._forget(key, dead))
+        except TypeError:  # takes no weak references: hold it, within the bound
+            with self._lock:
+                self._held[key] = (error, uuid)
+                self._held.move_to_end(key)
+                if len(self._held) > self._held_size:
+                    self._held.popitem(last=False)
+            return
+        self._weak[key] = (reference, uuid)
+
+    def _forget(self, key: int, dead: weakref.ref[BaseException]) -> None:
+        # No lock: this may run inside a garbage collection triggered while the lock is held.
+        # The id cannot be reused before this runs, so a newer entry is never removed.
+        entry = self._weak.get(key)
+        if entry is not None and entry[0] is dead:
+            self._weak.pop(key, None)
 
 
-def mark_captured(error: BaseException, uuid: str) -> None:
-    with contextlib.suppress(AttributeError, TypeError):  # a class with __slots__
-        setattr(error, _MARKER, uuid)
+_captured = CapturedExceptions()
+captured_uuid = _captured.uuid_of
+mark_captured = _captured.add
+
+
+def traceback_of(error: BaseException) -> types.TracebackType | None:
+    """``error.__traceback__``, read without the hooks of the error's class."""
+    traceback = _attribute(error, "__traceback__")
+    return traceback if isinstance(traceback, types.TracebackType) else None
+
+
+def _attribute(error: BaseException, name: str) -> Any:
+    try:
+        return object.__getattribute__(error, name)
+    except Exception:
+        return None
 
 
 def exception_list(
@@ -66,21 +135,85 @@ def exception_list(
             mechanism = {"type": "chained", "source": source, "exception_id": exception_id,
                          "parent_id": parent_id}
         entry: dict[str, Any] = {
-            "type": type(current).__name__,
+            "type": _cut(type(current).__name__),
             "value": _message(current),
             "mechanism": mechanism,
         }
         module = type(current).__module__
         if module != "builtins":
-            entry["module"] = module
-        traceback = current.__traceback__
+            entry["module"] = _cut(module)
+        traceback = traceback_of(current)
         if parent_id is None and synthetic_traceback is not None:
             traceback = synthetic_traceback
         frames = frames_of(traceback, rules)
         if frames:
             entry["stacktrace"] = {"type": "raw", "frames": frames}
         entries.append(entry)
+    return _fit(entries)
+
+
+def _fit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Shrink ``entries`` until their JSON is at most ``MAX_LIST_BYTES``.
+
+    Step by step, until it fits: drop the lines around each crash line, then the crash lines,
+    keep 20 frames of each exception (10 at each end), then 4, then keep the first 10 exceptions,
+    then only the outermost one. Each step keeps what locates the error best.
+    """
+    for step in range(6):
+        if _fits(entries):
+            break
+        if step == 0:
+            _drop_from_frames(entries, ("pre_context", "post_context"))
+        elif step == 1:
+            _drop_from_frames(entries, ("context_line",))
+        elif step in (2, 3):
+            _keep_frames(entries, 20 if step == 2 else 4)
+        else:
+            del entries[10 if step == 4 else 1:]
     return entries
+
+
+def _fits(entries: list[dict[str, Any]]) -> bool:
+    # Encoding only when counting characters cannot tell: the JSON takes at least one byte
+    # and at most six (\u0000) per character, plus some per frame for the keys.
+    chars, pieces = _characters(entries)
+    if 6 * chars + 400 * pieces <= MAX_LIST_BYTES:
+        return True  # the usual case
+    if chars > MAX_LIST_BYTES:
+        return False
+    # ASCII-escaped JSON is never shorter than its UTF-8 form: an upper bound without encoding.
+    return len(json.dumps(entries, separators=(",", ":"))) <= MAX_LIST_BYTES
+
+
+def _characters(entries: list[dict[str, Any]]) -> tuple[int, int]:
+    """The characters of the strings in ``entries``, and how many entries and frames hold them."""
+    chars = 0
+    frame_count = 0
+    for entry in entries:
+        chars += len(entry["value"]) + len(entry["type"]) + len(entry.get("module", ""))
+        for frame in entry.get("stacktrace", {}).get("frames", ()):
+            frame_count += 1
+            for key in ("filename", "abs_path", "function", "module", "context_line"):
+                value = frame.get(key)
+                chars += len(value) if isinstance(value, str) else 0
+            for key in ("pre_context", "post_context"):
+                chars += sum(map(len, frame.get(key, ())))
+    return chars, frame_count + len(entries)
+
+
+def _drop_from_frames(entries: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    for entry in entries:
+        for frame in entry.get("stacktrace", {}).get("frames", ()):
+            for key in keys:
+                frame.pop(key, None)
+
+
+def _keep_frames(entries: list[dict[str, Any]], count: int) -> None:
+    for entry in entries:
+        stacktrace = entry.get("stacktrace")
+        if stacktrace is not None and len(stacktrace["frames"]) > count:
+            frames = stacktrace["frames"]
+            stacktrace["frames"] = frames[:count // 2] + frames[-(count // 2):]
 
 
 def _walk(error: BaseException) -> Iterator[tuple[BaseException, int | None, str | None]]:
@@ -97,27 +230,29 @@ def _walk(error: BaseException) -> Iterator[tuple[BaseException, int | None, str
         own_id = count
         count += 1
         children: list[tuple[BaseException, int | None, str | None]] = []
-        members = getattr(current, "exceptions", None)  # BaseExceptionGroup, 3.11+
+        members = _attribute(current, "exceptions")  # BaseExceptionGroup, 3.11+
         if isinstance(members, tuple):
             children.extend((m, own_id, "member") for m in members if isinstance(m, BaseException))
-        if current.__cause__ is not None:
-            children.append((current.__cause__, own_id, "cause"))
-        elif current.__context__ is not None and not current.__suppress_context__:
-            children.append((current.__context__, own_id, "context"))
+        cause, context = _attribute(current, "__cause__"), _attribute(current, "__context__")
+        if isinstance(cause, BaseException):
+            children.append((cause, own_id, "cause"))
+        elif isinstance(context, BaseException) and not _attribute(current,
+                                                                   "__suppress_context__"):
+            children.append((context, own_id, "context"))
         stack.extend(reversed(children))
 
 
 def frames_of(traceback: types.TracebackType | None, rules: InAppRules) -> list[dict[str, Any]]:
-    frames = []
+    shown: list[tuple[types.FrameType, int]] = []
     while traceback is not None:
         frame = traceback.tb_frame
         if not _hidden(frame):
-            frames.append(_frame(frame, traceback.tb_lineno, rules))
+            shown.append((frame, traceback.tb_lineno))
         traceback = traceback.tb_next
-    if len(frames) > MAX_FRAMES:  # keep where it started and where it broke
+    if len(shown) > MAX_FRAMES:  # keep where it started and where it broke
         half = MAX_FRAMES // 2
-        frames = frames[:half] + frames[-half:]
-    return frames
+        shown = shown[:half] + shown[-half:]
+    return [_frame(frame, lineno, rules) for frame, lineno in shown]
 
 
 def traceback_here(skip: int = 0) -> types.TracebackType | None:
@@ -139,10 +274,10 @@ def _frame(frame: types.FrameType, lineno: int, rules: InAppRules) -> dict[str, 
     module = module if isinstance(module, str) else None
     result: dict[str, Any] = {
         "platform": "python",
-        "filename": _relative_filename(abs_path, module) if abs_path else name,
-        "abs_path": abs_path,
-        "function": getattr(code, "co_qualname", code.co_name) or "<unknown>",
-        "module": module,
+        "filename": _cut(_relative_filename(abs_path, module) if abs_path else name),
+        "abs_path": _cut(abs_path) if abs_path else None,
+        "function": _cut(getattr(code, "co_qualname", code.co_name) or "<unknown>"),
+        "module": _cut(module) if module else None,
         "lineno": lineno,
     }
     if abs_path:
@@ -185,7 +320,15 @@ def _relative_filename(abs_path: str, module: str | None) -> str:
     return "/".join(abs_path.replace(os.sep, "/").split("/")[-depth:])
 
 
+_HIDE_MARKERS = ("__traceback_hide__", "__tracebackhide__")
+
+
 def _hidden(frame: types.FrameType) -> bool:
+    code = frame.f_code
+    if not any(name in code.co_varnames or name in code.co_names for name in _HIDE_MARKERS):
+        # Reading f_locals of a running frame would copy its locals into a dict that keeps
+        # them alive until the frame returns; most frames never name a marker.
+        return False
     try:
         local = frame.f_locals
         return bool(local.get("__traceback_hide__") or local.get("__tracebackhide__"))
@@ -194,15 +337,22 @@ def _hidden(frame: types.FrameType) -> bool:
 
 
 def _clip(line: str) -> str:
-    line = line.rstrip("\r\n")
-    if len(line) <= MAX_LINE_BYTES // 4 or len(line.encode("utf-8", "replace")) <= MAX_LINE_BYTES:
-        return line  # the first test is enough for ordinary lines: UTF-8 is at most 4 bytes a char
-    return line.encode("utf-8", "replace")[: MAX_LINE_BYTES - 3].decode("utf-8", "ignore") + "..."
+    return _cut(line.rstrip("\r\n"), MAX_LINE_CHARS)
+
+
+def _cut(text: str, limit: int = MAX_NAME_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _message(error: BaseException) -> str:
     try:
-        return str(error)
+        message = str(error)
     except Exception:
         return f"<{type(error).__name__}: str() raised>"
+    if len(message) <= MAX_MESSAGE_BYTES // 4:
+        return message  # enough for ordinary messages: UTF-8 takes at most 4 bytes a character
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_MESSAGE_BYTES:
+        return message
+    return data[:MAX_MESSAGE_BYTES - 3].decode("utf-8", "ignore") + "..."
 

@@ -77,12 +77,14 @@ class ClientOptions:
         ``None`` in ``options`` or ``framework`` means "not set here", so the next source applies.
         """
         environ = os.environ if environ is None else environ
-        merged: dict[str, Any] = {}
-        for name, value in _from_environment(environ).items():
-            merged[name] = value
+        from_environment = _from_environment(environ)
+        merged: dict[str, Any] = dict(from_environment)
         for source in (framework or {}, options):
             _reject_unknown(source)
             merged.update((name, value) for name, value in source.items() if value is not None)
+        for name, value in from_environment.items():
+            if merged[name] is value:  # still the environment's value: say which variable
+                _validate_environment_value(name, value)
         return cls(**_validated(merged))
 
     @property
@@ -113,6 +115,13 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         if variable in environ:
             found[name] = _parse_env_bool(variable, environ[variable])
     return found
+
+
+def _validate_environment_value(name: str, value: Any) -> None:
+    try:
+        _validated({name: value})
+    except ConfigurationError as error:
+        raise ConfigurationError(f"POSTHOG_{name.upper()}: {error}") from None
 
 
 def _parse_env_bool(variable: str, raw: str) -> bool:

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Mapping
 
 DROP_REASONS = (
-    "queue_full", "before_send", "oversize", "failed", "shutdown", "invalid", "disabled"
+    "queue_full", "before_send", "oversize", "failed", "shutdown", "invalid", "disabled",
+    "invalid_configuration",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -302,3 +303,233 @@ def test_sys_excepthook_captures_crashes_and_chains(sink: LocalSink) -> None:
     event = exception_event(sink)
     assert event["properties"]["$exception_source"] == "python.sys_excepthook"
     assert event["properties"]["$exception_level"] == "fatal"
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenError(Exception):
+    code: int
+
+
+class ReadOnlyError(Exception):
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RuntimeError("read-only exception")
+
+
+class SlottedReadOnlyError(Exception):
+    __slots__ = ()  # no __dict__, no __weakref__
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RuntimeError("read-only exception")
+
+
+class MissingAttributesRaise(Exception):
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+
+class EveryAttributeRaises(Exception):
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+
+def _odd_exceptions() -> dict[str, BaseException]:
+    return {
+        "frozen dataclass": FrozenError(7),
+        "__setattr__ raises": ReadOnlyError("read-only"),
+        "slotted, __setattr__ raises": SlottedReadOnlyError("slotted"),
+        "__getattr__ raises": MissingAttributesRaise("missing"),
+        "__getattribute__ raises": EveryAttributeRaises("every"),
+        "builtin": ValueError("builtin"),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(_odd_exceptions()))
+def test_an_exception_is_captured_once_whatever_its_class(
+    sink: LocalSink, make_client: ClientFactory, kind: str
+) -> None:
+    client = make_client()
+    error = _odd_exceptions()[kind]
+    uuids: list[str | None] = []
+    escaped: object = None
+    try:  # not pytest.raises: pytest cannot report an exception whose every attribute raises
+        with client.new_context(), new_context(), new_context(exception_source="inner"):
+            try:
+                raise error
+            except type(error):
+                uuids.append(client.capture_exception())
+                uuids.append(client.capture_exception())  # already reported
+                raise
+    except BaseException as caught:  # compared right below
+        escaped = caught
+    assert escaped is error
+    uuid, again = uuids
+    assert uuid is not None
+    assert again is None
+    assert client.capture_exception(error) is None
+    client.flush()
+    event = exception_event(sink)
+    assert event["uuid"] == uuid
+    entry = event["properties"]["$exception_list"][0]
+    assert entry["type"] == type(error).__name__
+    assert entry["stacktrace"]["frames"][-1]["function"].endswith(
+        "test_an_exception_is_captured_once_whatever_its_class")
+    assert client.stats().dropped == 0
+
+
+def test_equal_exceptions_are_told_apart(sink: LocalSink, make_client: ClientFactory) -> None:
+    client = make_client()
+    first, second = FrozenError(1), FrozenError(1)  # equal, and hash alike
+    assert first == second
+    assert client.capture_exception(first) is not None
+    assert client.capture_exception(second) is not None
+    client.flush()
+    assert len(sink.events(event="$exception")) == 2
+
+
+def test_captured_exceptions_are_not_kept_alive(make_client: ClientFactory) -> None:
+    import gc
+    import weakref
+
+    client = make_client()
+    error = FrozenError(3)
+    uuid = client.capture_exception(error)
+    watcher = weakref.ref(error)
+    del error
+    gc.collect()
+    assert uuid is not None
+    assert watcher() is None
+
+
+def test_frames_that_ask_to_be_hidden_are_left_out(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    def helper() -> None:
+        __tracebackhide__ = True  # read by the library, as by pytest
+        raise ValueError("from a hidden helper")
+
+    client = make_client()
+    try:
+        helper()
+    except ValueError as error:
+        client.capture_exception(error)
+    client.flush()
+    frames = exception_event(sink)["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    assert [frame["function"].rsplit(".", 1)[-1] for frame in frames] == [
+        "test_frames_that_ask_to_be_hidden_are_left_out"
+    ]
+
+
+# -- size limits ------------------------------------------------------------------------------
+
+LONG_LINE = "    # " + "x" * 5000
+
+
+def load_deep_module(tmp_path: Any) -> Any:
+    """A real source file whose every line around the recursion is 5,000 characters long."""
+    import importlib.util
+
+    source = "\n".join([
+        "def recurse(depth, message):",
+        *[LONG_LINE] * 5,
+        "    if depth: return recurse(depth - 1, message)",
+        *[LONG_LINE] * 5,
+        "    raise ValueError(message)",
+    ]) + "\n"
+    path = tmp_path / "deep_source.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("deep_source", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_huge_message_is_truncated_and_the_event_sent(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    try:
+        raise ValueError("é" * 1_000_000)  # 2 MB of UTF-8
+    except ValueError as error:
+        uuid = client.capture_exception(error)
+    client.flush()
+    event = exception_event(sink)
+    assert event["uuid"] == uuid
+    [entry] = event["properties"]["$exception_list"]
+    value = entry["value"]
+    assert value.endswith("...")
+    assert 8 * 1024 - 4 <= len(value.encode()) <= 8 * 1024
+    assert event["properties"]["$exception_message"] == value
+    assert client.stats().dropped == 0
+
+
+def test_huge_stacks_of_long_lines_stay_under_the_event_limit(
+    sink: LocalSink, make_client: ClientFactory, tmp_path: Any
+) -> None:
+    from posthog_integrations.core.serialization import encode_event
+
+    module = load_deep_module(tmp_path)
+    client = make_client()
+    error: BaseException | None = None
+    for index in range(5):  # five chained exceptions, each 300 frames deep
+        try:
+            try:
+                module.recurse(300, f"{index}: " + "m" * 100_000)
+            except ValueError as inner:
+                inner.__context__ = error
+                raise
+        except ValueError as caught:
+            error = caught
+    assert error is not None
+    uuid = client.capture_exception(error)
+    client.flush()
+    event = exception_event(sink)
+    assert event["uuid"] == uuid
+    assert len(encode_event(event)) < 900 * 1024
+    entries = event["properties"]["$exception_list"]
+    assert entries[0]["value"].startswith("4: mmm")
+    frames = entries[0]["stacktrace"]["frames"]
+    assert frames[-1]["function"] == "recurse"
+    assert frames[0]["function"] == "test_huge_stacks_of_long_lines_stay_under_the_event_limit"
+    assert client.stats().dropped == 0
+
+
+def test_source_lines_are_cut_to_300_characters(
+    sink: LocalSink, make_client: ClientFactory, tmp_path: Any
+) -> None:
+    module = load_deep_module(tmp_path)
+    client = make_client()
+    try:
+        module.recurse(2, "shallow")
+    except ValueError as error:
+        client.capture_exception(error)
+    client.flush()
+    frame = exception_event(sink)["properties"]["$exception_list"][0]["stacktrace"]["frames"][-1]
+    assert frame["context_line"] == "    raise ValueError(message)"
+    assert frame["pre_context"][-1] == LONG_LINE[:297] + "..."
+
+
+def test_the_exception_list_is_shrunk_below_its_budget_whatever_the_input(tmp_path: Any) -> None:
+    import json
+
+    from posthog_integrations.core.exceptions import MAX_LIST_BYTES, InAppRules, exception_list
+
+    module = load_deep_module(tmp_path)
+    error: BaseException | None = None
+    for index in range(60):  # chained past the 50-entry cap, 300 frames each
+        try:
+            try:
+                # control characters: six bytes each once escaped in JSON
+                module.recurse(300, f"{index}:" + "\x01" * 20_000)
+            except ValueError as inner:
+                inner.__context__ = error
+                raise
+        except ValueError as caught:
+            error = caught
+    assert error is not None
+    entries = exception_list(error, rules=InAppRules(str(tmp_path)), mechanism_type="generic",
+                             handled=True)
+    assert len(json.dumps(entries).encode()) <= MAX_LIST_BYTES
+    assert entries[0]["value"].startswith("59:")
+    assert entries[0]["stacktrace"]["frames"][-1]["function"] == "recurse"

@@ -92,3 +92,11 @@ def test_api_key_is_trimmed_and_hidden_from_repr() -> None:
 
 def test_configuration_error_is_a_value_error() -> None:
     assert issubclass(ConfigurationError, ValueError)
+
+
+def test_a_bad_environment_value_names_its_variable() -> None:
+    with pytest.raises(ConfigurationError, match=r"^POSTHOG_HOST: host must start with http"):
+        resolve({}, {"POSTHOG_HOST": "us.i.posthog.com"})
+    assert resolve({"host": "https://kw.example"}, {"POSTHOG_HOST": "bad"}).host == (
+        "https://kw.example"  # an overridden variable is never read
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import subprocess
@@ -9,13 +10,14 @@ import sys
 import textwrap
 import threading
 import types
-from typing import Any
+import uuid
+from typing import Any, Callable
 
 import pytest
 
 from posthog_integrations import Client
 from posthog_integrations.sink import LocalSink, ScriptedResponse
-from tests.conftest import API_KEY, ClientFactory
+from tests.conftest import API_KEY, ClientFactory, delivered
 from tests.core.test_delivery import sender_threads
 
 
@@ -87,6 +89,55 @@ def test_failing_before_send_fails_closed(
     assert sink.requests() == []
     assert "before_send" in caplog.text
     assert client.stats().dropped_by_reason["before_send"] == 1
+
+
+MALFORMED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "no event name": lambda event: {k: v for k, v in event.items() if k != "event"},
+    "the event name deleted in place": lambda event: (event.pop("event"), event)[1],
+    "an empty event name": lambda event: {**event, "event": ""},
+    "an event name that is not a string": lambda event: {**event, "event": 42},
+    "properties that are not a mapping": lambda event: {**event, "properties": ["a"]},
+    "no distinct id": lambda event: {**event, "distinct_id": None},
+    "a distinct id that is not a string": lambda event: {**event, "distinct_id": object()},
+    "a uuid that is not one": lambda event: {**event, "uuid": "not-a-uuid"},
+    "a uuid of no JSON type": lambda event: {**event, "uuid": object()},
+    "a timestamp that is not one": lambda event: {**event, "timestamp": "yesterday"},
+    "no timestamp": lambda event: {k: v for k, v in event.items() if k != "timestamp"},
+}
+
+
+@pytest.mark.parametrize("mistake", MALFORMED)
+def test_a_malformed_event_from_before_send_is_dropped_alone(
+    sink: LocalSink, make_client: ClientFactory, caplog: pytest.LogCaptureFixture, mistake: str
+) -> None:
+    def hook(event: dict[str, Any]) -> Any:
+        return MALFORMED[mistake](event) if event["event"] == "broken" else event
+
+    client = make_client(before_send=hook, flush_at=1000)
+    kept = [client.capture("first", distinct_id="u"), client.capture("second", distinct_id="u")]
+    for _ in range(3):
+        assert client.capture("broken", distinct_id="u") is None
+    assert client.flush()
+    assert [event["uuid"] for event in sink.events()] == kept  # one batch, without the broken
+    assert client.stats().dropped_by_reason["before_send"] == client.stats().dropped == 3
+    lines = [r.getMessage() for r in caplog.records if "before_send returned" in r.getMessage()]
+    assert len(lines) == 1, lines
+
+
+def test_before_send_may_set_a_uuid_and_timestamp_of_its_own_types(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    new_uuid = uuid.UUID("0190b7a4-0000-7000-8000-000000000002")
+    when = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc)
+
+    def hook(event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "uuid": new_uuid, "timestamp": when, "distinct_id": "other"}
+
+    client = make_client(before_send=hook)
+    client.capture("edited", distinct_id="u")
+    [event] = delivered(client, sink)
+    assert (event["uuid"], event["distinct_id"]) == (str(new_uuid), "other")
+    assert event["timestamp"].startswith("2024-05-01T12:00:00")
 
 
 def test_on_error_that_raises_is_contained(sink: LocalSink, make_client: ClientFactory) -> None:

@@ -319,12 +319,17 @@ properties_values = st.one_of(
 )
 
 
-def check_recorded(returned: str | None, recorded: list[dict[str, Any]]) -> None:
+def check_recorded(returned: str | None, recorded: list[dict[str, Any]],
+                   client: Client, invalid_before: int) -> None:
     """A uuid means exactly that event was recorded, and it is strict JSON (capture_events()
-    records events as the sender would post them); None means nothing was recorded."""
+    records events as the sender would post them); None means nothing was recorded, and the
+    refusal was counted as ``invalid``."""
+    invalid = client.stats().dropped_by_reason["invalid"] - invalid_before
     if returned is None:
         assert recorded == []
+        assert invalid == 1
         return
+    assert invalid == 0
     [event] = recorded
     assert event["uuid"] == returned
     assert isinstance(event["distinct_id"], str)
@@ -338,11 +343,12 @@ def check_recorded(returned: str | None, recorded: list[dict[str, Any]]) -> None
 @example(properties={"nan": math.nan, "inf": math.inf})
 @example(properties={BrokenRepr(): BrokenRepr(), "big": 10**300, "when": datetime.time(1)})
 def test_capture_takes_any_property_values(client: Client, properties: Any) -> None:
+    invalid_before = client.stats().dropped_by_reason["invalid"]
     with capture_events() as events:
         returned = client.capture(EVENT, distinct_id="user-1", properties=properties)
     broken = isinstance(properties, BrokenMapping)  # a dict subclass is copied, not read
     assert (returned is None) == broken
-    check_recorded(returned, list(events))
+    check_recorded(returned, list(events), client, invalid_before)
 
 
 GIANTS = {
@@ -358,11 +364,12 @@ GIANTS = {
 
 @pytest.mark.parametrize("name", GIANTS)
 def test_capture_takes_giant_property_values(client: Client, name: str) -> None:
+    invalid_before = client.stats().dropped_by_reason["invalid"]
     with capture_events() as events:
         returned = client.capture(EVENT, distinct_id="user-1",
                                   properties={"giant": GIANTS[name], "small": 1})
     assert returned is not None
-    check_recorded(returned, list(events))
+    check_recorded(returned, list(events), client, invalid_before)
     assert events[0]["properties"]["small"] == 1
 
 
@@ -371,19 +378,65 @@ def test_capture_takes_giant_property_values(client: Client, name: str) -> None:
        timestamp=st.one_of(st.none(), st.datetimes(), st.text(max_size=40), exotic_leaves),
        event_uuid=st.one_of(st.none(), st.uuids(), st.text(max_size=40), exotic_leaves),
        groups=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), exotic_leaves,
-                                                   max_size=3)))
+                                                   max_size=3), exotic_leaves))
+@example(event=EVENT, distinct_id=BrokenRepr(), timestamp=None, event_uuid=None, groups=None)
+@example(event=EVENT, distinct_id="u", timestamp=None, event_uuid=BrokenRepr(), groups=None)
+@example(event=EVENT, distinct_id="u", timestamp=None, event_uuid=None, groups=[1, 2])
+@example(event=EVENT, distinct_id="u", event_uuid=None, groups=BrokenMapping(),
+         timestamp=datetime.datetime.max.replace(tzinfo=TIMEZONES[1]))
 def test_capture_takes_any_arguments(client: Client, event: Any, distinct_id: Any,
                                      timestamp: Any, event_uuid: Any, groups: Any) -> None:
+    invalid_before = client.stats().dropped_by_reason["invalid"]
     with capture_events() as events:
         returned = client.capture(event, distinct_id=distinct_id, properties={"a": 1},
                                   timestamp=timestamp, uuid=event_uuid, groups=groups)
-    check_recorded(returned, list(events))
+    check_recorded(returned, list(events), client, invalid_before)
     ordinary = (isinstance(event, str) and event
                 and isinstance(distinct_id, (str, int, type(None)))
                 and isinstance(timestamp, (str, type(None)))
                 and isinstance(event_uuid, (str, uuid.UUID, type(None))))
     if ordinary:
         assert returned is not None  # odd but well-formed arguments: the event is accepted
+    if isinstance(event, str) and event and isinstance(distinct_id, (str, int, type(None))) \
+            and not isinstance(groups, BrokenMapping):
+        assert returned is not None  # a bad timestamp, uuid or groups is replaced or ignored
+
+
+def test_every_refusal_is_counted_and_logged_once_per_kind(
+        sink: LocalSink, make_client: ClientFactory, caplog: pytest.LogCaptureFixture) -> None:
+    client = make_client()
+    for _ in range(3):
+        assert client.capture(EVENT, distinct_id=BrokenRepr()) is None
+        assert client.capture(EVENT, distinct_id="u", properties=BrokenMapping()) is None
+        assert client.set(distinct_id="u", properties=BrokenMapping()) is None
+        assert client.group_identify("company", "acme", BrokenMapping()) is None
+        assert client.alias(BrokenRepr(), "u") is None
+        assert client.group_identify("company", BrokenRepr()) is None  # an unforeseen failure
+    assert client.stats().dropped_by_reason["invalid"] == 18
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # one line per kind of problem: alias() shares capture()'s unreadable distinct_id
+    assert len(warnings) == len(set(warnings)) == 5, warnings
+    assert "group_identify() failed" in caplog.text
+    assert any("distinct_id" in line for line in warnings)
+    assert any("properties" in line for line in warnings)
+    assert delivered(client, sink) == []
+
+
+def test_bad_groups_and_out_of_range_timestamps_keep_the_event(
+        sink: LocalSink, make_client: ClientFactory, caplog: pytest.LogCaptureFixture) -> None:
+    client = make_client()
+    far = datetime.datetime.max.replace(tzinfo=TIMEZONES[1])  # past year 9999 in UTC
+    first = client.capture("listed groups", distinct_id="u", groups=[1, 2])  # type: ignore[arg-type]
+    second = client.capture("far future", distinct_id="u", timestamp=far)
+    third = client.capture("far past", distinct_id="u", timestamp="0001-01-01T00:00:00+14:00")
+    events = {event["event"]: event for event in delivered(client, sink)}
+    assert [first, second, third] == [events[name]["uuid"] for name in
+                                      ("listed groups", "far future", "far past")]
+    assert "$groups" not in events["listed groups"]["properties"]
+    assert events["far future"]["timestamp"].startswith(str(datetime.date.today().year))
+    assert "groups must be a mapping" in caplog.text
+    assert "timestamp" in caplog.text
+    assert client.stats().dropped == 0
 
 
 def test_a_huge_integer_does_not_cost_its_batch(sink: LocalSink,
