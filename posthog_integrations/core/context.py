@@ -303,7 +303,9 @@ def identify_context(distinct_id: Any) -> None:
         logger.debug("identify_context() outside any context does nothing")
         return
     if type(distinct_id) is not str:
-        distinct_id = None if distinct_id is None else str(distinct_id)
+        distinct_id = _as_text(distinct_id, "identify_context()", "distinct id")
+        if distinct_id is _UNREADABLE:
+            return
     _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4]))
 
 
@@ -314,8 +316,25 @@ def set_context_session(session_id: Any) -> None:
         logger.debug("set_context_session() outside any context does nothing")
         return
     if type(session_id) is not str:
-        session_id = None if session_id is None else str(session_id)
+        session_id = _as_text(session_id, "set_context_session()", "session id")
+        if session_id is _UNREADABLE:
+            return
     _install((scope[0], session_id or None, scope[2], scope[3], scope[4]))
+
+
+_UNREADABLE: Final = "\x00unreadable"
+
+
+def _as_text(value: Any, caller: str, what: str) -> str | None:
+    """``str(value)``, None for None, or ``_UNREADABLE`` (logged) when ``str()`` raises."""
+    if value is None:
+        return None
+    try:
+        return str(value)
+    except Exception as error:
+        logger.warning("%s ignored a %s of type %s: str() raised %s", caller, what,
+                       type(value).__name__, type(error).__name__)
+        return _UNREADABLE
 
 
 def get_tags() -> dict[str, Any]:

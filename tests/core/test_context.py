@@ -338,3 +338,24 @@ def test_forked_child_starts_outside_every_context() -> None:
         os.waitpid(pid, 0)
         assert get_context_distinct_id() == "parent"
     assert seen == "none"
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no string form")
+
+
+def test_an_id_without_a_string_form_never_raises_and_changes_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with posthog.new_context():
+        posthog.identify_context("user-1")
+        posthog.set_context_session("session-1")
+        with caplog.at_level(logging.WARNING, logger="posthog_integrations"):
+            posthog.identify_context(Unprintable())
+            posthog.set_context_session(Unprintable())
+        assert posthog.get_context_distinct_id() == "user-1"
+        assert posthog.get_context_session_id() == "session-1"
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        "identify_context() ignored a distinct id of type Unprintable",
+        "set_context_session() ignored a session id of type Unprintable",
+    ]
