@@ -16,6 +16,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import RecordedRequest, ScriptedResponse, SinkApp
 from .store import EventStore
+from .terminal import printable
 
 __all__ = ["LocalSink", "add_arguments", "run", "serve"]
 
@@ -47,16 +48,17 @@ def _display_host(host: str) -> str:
 
 
 def _echo(events: list[dict[str, Any]], endpoint: str) -> None:
-    """Print one line per event to stdout; never the API key."""
+    """Print one line per event to stdout; never the API key, never a control character."""
     now = datetime.now().strftime("%H:%M:%S")
     lines = []
     for event in events:
         props = event.get("properties")
         session = props.get("$session_id") if isinstance(props, dict) else None
-        line = f"{now}  {event.get('event')}  distinct_id={event.get('distinct_id')}"
+        name, distinct_id = printable(event.get("event")), printable(event.get("distinct_id"))
+        line = f"{now}  {name}  distinct_id={distinct_id}"
         if session is not None:
-            line += f"  session={session}"
-        lines.append(f"{line}  {endpoint}\n")
+            line += f"  session={printable(session)}"
+        lines.append(f"{line}  {printable(endpoint)}\n")
     # Escape what the console cannot show rather than fail the request.
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     text = "".join(lines).encode(encoding, "backslashreplace").decode(encoding)
