@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gzip
 import hashlib
 import json
 import socket
 import threading
 import time
-import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -20,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from werkzeug.wrappers import Request, Response
 
+from .body import BadRequest, PayloadTooLarge, decode_body, read_body
+from .guard import cross_site, host_allowed
+from .query import InvalidQuery, api_query
 from .store import EventStore
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ CAPTURE_PATHS = frozenset({"/batch", "/i/v0/e", "/e", "/capture"})
 V1_PATH = "/i/v1/analytics/events"
 API_EVENTS_PATH = "/api/events"
 VIEWER_PATHS = frozenset({"/", "/index.html"})
-DEFAULT_API_LIMIT = 1000
+# The newest capture requests kept for requests(), by count and by bytes of raw body.
+MAX_RECORDED_REQUESTS = 10_000
+MAX_RECORDED_BYTES = 64 << 20
+_STAT_NAMES = ("requests_forgotten", "refused_host", "refused_cross_site", "refused_too_large")
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,6 @@ class RecordedRequest:
             return []
 
 
-class BadRequest(Exception):
-    """The body could not be decoded; the message is safe to send back."""
-
-
 class _Dropped(ConnectionAbortedError):
     """Raised to make werkzeug's server close the connection without a response."""
 
@@ -105,19 +105,6 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
 
 def _error(status: int, kind: str, code: str, detail: str) -> Response:
     return _json(status, {"type": kind, "code": code, "detail": detail})
-
-
-def decode_body(raw: bytes, compressed: bool) -> Any:
-    """Parse a capture body, gunzipping it first when ``compressed``."""
-    if compressed:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BadRequest(f"body is not valid gzip: {exc}") from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
 
 
 def _key_of(obj: dict[str, Any]) -> str | None:
@@ -176,15 +163,29 @@ class SinkApp:
         self,
         store: EventStore,
         on_stored: Callable[[list[dict[str, Any]], str], None] | None = None,
+        *,
+        max_recorded_requests: int = MAX_RECORDED_REQUESTS,
+        max_recorded_bytes: int = MAX_RECORDED_BYTES,
     ) -> None:
+        for name, value in (
+            ("max_recorded_requests", max_recorded_requests),
+            ("max_recorded_bytes", max_recorded_bytes),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
         self.store = store
         self._on_stored = on_stored
+        self._max_recorded_requests = max_recorded_requests
+        self._max_recorded_bytes = max_recorded_bytes
         self._lock = threading.Lock()
         self._script: deque[ScriptedResponse] = deque()
-        self._requests: list[RecordedRequest] = []
+        self._requests: deque[RecordedRequest] = deque()
+        self._recorded_bytes = 0
+        self._counts: Counter[str] = Counter()
         self._released = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        self._bound: tuple[str, int] | None = None
 
     # -- control, used by the server -------------------------------------------------
 
@@ -195,15 +196,39 @@ class SinkApp:
             self._script.extend(items)
 
     def requests(self) -> list[RecordedRequest]:
-        """A copy of the recorded capture requests, oldest first."""
+        """A copy of the recorded capture requests, oldest first (only the newest are kept)."""
         with self._lock:
             return list(self._requests)
 
+    def stats(self) -> dict[str, int]:
+        """Requests forgotten to keep the recording bounded, and requests refused, by reason."""
+        with self._lock:
+            return {name: self._counts[name] for name in _STAT_NAMES}
+
     def clear(self) -> None:
-        """Forget recorded requests and pending scripted answers."""
+        """Forget recorded requests, pending scripted answers and the :meth:`stats` counts."""
         with self._lock:
             self._script.clear()
             self._requests.clear()
+            self._recorded_bytes = 0
+            self._counts.clear()
+
+    def _count_refused(self, reason: str) -> None:
+        with self._lock:
+            self._counts[f"refused_{reason}"] += 1
+
+    def _record(self, recorded: RecordedRequest) -> None:
+        """Keep ``recorded``, forgetting the oldest requests beyond the count and byte limits."""
+        with self._lock:
+            self._requests.append(recorded)
+            self._recorded_bytes += len(recorded.raw)
+            while self._requests and (
+                len(self._requests) > self._max_recorded_requests
+                or self._recorded_bytes > self._max_recorded_bytes
+            ):
+                forgotten = self._requests.popleft()
+                self._recorded_bytes -= len(forgotten.raw)
+                self._counts["requests_forgotten"] += 1
 
     def release(self) -> None:
         """Wake every delayed or hanging request; they close their connection unanswered."""
@@ -231,7 +256,41 @@ class SinkApp:
                 self._idle.notify_all()
         return response(environ, start_response)
 
+    def serve_at(self, host: str, port: int) -> None:
+        """Accept requests whose Host header names ``host``:``port`` (see :func:`host_allowed`).
+
+        Until this is called every request is refused.
+        """
+        self._bound = (host, port)
+
+    def _refusal(self, request: Request) -> Response | None:
+        """The answer to a request from a rebinding page or another site, else None."""
+        # Browsers always send Host; a request without one cannot come from a page.
+        host = request.environ.get("HTTP_HOST")
+        if host is not None and (self._bound is None or not host_allowed(host, *self._bound)):
+            self._count_refused("host")
+            return _error(
+                421,
+                "validation_error",
+                "host_not_allowed",
+                "the Host header must name this sink: 127.0.0.1, localhost or [::1] (or the"
+                " address it listens on) with its port",
+            )
+        origin, fetch_site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        if cross_site(request.method, host or "", origin, fetch_site):
+            self._count_refused("cross_site")
+            return _error(
+                403,
+                "forbidden",
+                "cross_site_request",
+                "the sink refuses browser requests from other sites' pages",
+            )
+        return None
+
     def _dispatch(self, request: Request) -> Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         path = request.path.rstrip("/") or "/"
         if request.method == "POST" and path in CAPTURE_PATHS:
             return self._capture(request, v1=False)
@@ -245,14 +304,15 @@ class SinkApp:
 
     def _capture(self, request: Request, *, v1: bool) -> Response:
         received_at = time.monotonic()
-        raw = request.get_data(cache=False)
         compressed = request.headers.get("Content-Encoding", "").lower() == "gzip" or (
             request.args.get("compression", "") in ("gzip", "gzip-js")
         )
         key: str | None = None
         events: list[dict[str, Any]] = []
         failure: Response | None = None
+        raw = b""
         try:
+            raw = read_body(request)
             body = decode_body(raw, compressed)
             if v1:
                 key, events = _bearer(request.headers.get("Authorization", "")), v1_events(body)
@@ -262,6 +322,10 @@ class SinkApp:
                 failure = _error(401, "authentication_error", "invalid_api_key", "no API key")
         except BadRequest as exc:
             failure = _error(400, "validation_error", "invalid_payload", str(exc))
+        except PayloadTooLarge as exc:
+            # Refused before scripted answers and recording: nothing of it is kept.
+            self._count_refused("too_large")
+            return _error(413, "validation_error", "payload_too_large", str(exc))
 
         with self._lock:
             plan = self._script.popleft() if self._script else ScriptedResponse()
@@ -285,8 +349,7 @@ class SinkApp:
             query=request.query_string.decode("latin-1"),
             raw=raw,
         )
-        with self._lock:
-            self._requests.append(recorded)
+        self._record(recorded)
 
         if plan.hang:
             self._released.wait()
@@ -314,42 +377,31 @@ class SinkApp:
         return _json(plan.status, {"status": 1}, headers)
 
     def _api_events(self, request: Request) -> Response:
-        """Stored events, newest first, as ``{"events": [...], "cursor": n}``.
+        """Stored events, newest first, as ``{"events": [...], "cursor": n, "dropped": n}``.
 
-        Pass the answer's ``cursor`` back as ``after`` to get only the events stored since.
+        Pass the answer's ``cursor`` back as ``after`` to get only the events stored since;
+        ``dropped`` counts the oldest events deleted to keep the store within its limit.
         """
         try:
-            limit = _int_arg(request, "limit", DEFAULT_API_LIMIT)
-            after = _int_arg(request, "after", 0)
-        except _InvalidArg as exc:
-            return _error(400, "validation_error", f"invalid_{exc}", f"{exc} must be an integer")
+            query = api_query(request)
+        except InvalidQuery as exc:
+            return _error(400, "validation_error", exc.code, exc.detail)
         records = self.store.records(
-            event=request.args.get("event") or None,
-            distinct_id=request.args.get("distinct_id") or None,
-            session_id=request.args.get("session_id") or None,
-            limit=limit,
+            event=query.event,
+            distinct_id=query.distinct_id,
+            session_id=query.session_id,
+            limit=query.limit,
             newest_first=True,
-            after=after or None,
+            after=query.after or None,
         )
-        cursor = records[0].seq if records else after
-        return _json(200, {"events": [public_event(r.event) for r in records], "cursor": cursor})
+        cursor = records[0].seq if records else query.after
+        events = [public_event(r.event) for r in records]
+        return _json(200, {"events": events, "cursor": cursor, "dropped": self.store.dropped()})
 
     def _viewer(self) -> Response:
         page, policy = _viewer_page()
         headers = {"Content-Security-Policy": policy, "Cache-Control": "no-store"}
         return Response(page, headers=headers, mimetype="text/html")
-
-
-class _InvalidArg(ValueError):
-    """A query parameter is not what it should be; the message is its name."""
-
-
-def _int_arg(request: Request, name: str, default: int) -> int:
-    """The query parameter ``name`` as an integer of at least 0."""
-    try:
-        return max(int(request.args.get(name, default)), 0)
-    except ValueError:
-        raise _InvalidArg(name) from None
 
 
 @cache

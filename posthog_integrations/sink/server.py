@@ -14,8 +14,15 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .app import RecordedRequest, ScriptedResponse, SinkApp
+from .app import (
+    MAX_RECORDED_BYTES,
+    MAX_RECORDED_REQUESTS,
+    RecordedRequest,
+    ScriptedResponse,
+    SinkApp,
+)
 from .store import EventStore
+from .terminal import printable
 
 __all__ = ["LocalSink", "add_arguments", "run", "serve"]
 
@@ -47,16 +54,17 @@ def _display_host(host: str) -> str:
 
 
 def _echo(events: list[dict[str, Any]], endpoint: str) -> None:
-    """Print one line per event to stdout; never the API key."""
+    """Print one line per event to stdout; never the API key, never a control character."""
     now = datetime.now().strftime("%H:%M:%S")
     lines = []
     for event in events:
         props = event.get("properties")
         session = props.get("$session_id") if isinstance(props, dict) else None
-        line = f"{now}  {event.get('event')}  distinct_id={event.get('distinct_id')}"
+        name, distinct_id = printable(event.get("event")), printable(event.get("distinct_id"))
+        line = f"{now}  {name}  distinct_id={distinct_id}"
         if session is not None:
-            line += f"  session={session}"
-        lines.append(f"{line}  {endpoint}\n")
+            line += f"  session={printable(session)}"
+        lines.append(f"{line}  {printable(endpoint)}\n")
     # Escape what the console cannot show rather than fail the request.
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     text = "".join(lines).encode(encoding, "backslashreplace").decode(encoding)
@@ -70,6 +78,12 @@ class LocalSink:
     ``with LocalSink() as sink:`` starts it on a free port of 127.0.0.1; point a
     client at ``sink.url`` and inspect ``sink.events()`` / ``sink.requests()``.
     The store stays readable after :meth:`stop`.
+
+    Memory stays bounded: an in-memory store keeps the newest ``max_events``
+    (``MAX_MEMORY_EVENTS`` by default), and ``requests()`` the newest
+    ``max_recorded_requests`` requests holding at most ``max_recorded_bytes`` of raw body.
+    Bodies over 10 MiB, sent or inflated, are answered 413; requests whose Host header does
+    not name the sink 421; browser requests from other sites 403. :meth:`stats` counts each.
     """
 
     def __init__(
@@ -79,13 +93,21 @@ class LocalSink:
         host: str = "127.0.0.1",
         port: int = 0,
         echo: bool = False,
+        max_events: int | None = None,
+        max_recorded_requests: int = MAX_RECORDED_REQUESTS,
+        max_recorded_bytes: int = MAX_RECORDED_BYTES,
     ) -> None:
-        self.store = EventStore(db_path)
+        self.store = EventStore(db_path, max_events=max_events)
         self.host = host
         self.port = port
         self.echo = echo
         self._stored = threading.Condition()
-        self._app = SinkApp(self.store, on_stored=self._on_stored)
+        self._app = SinkApp(
+            self.store,
+            on_stored=self._on_stored,
+            max_recorded_requests=max_recorded_requests,
+            max_recorded_bytes=max_recorded_bytes,
+        )
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -107,6 +129,7 @@ class LocalSink:
         except SystemExit as exc:  # werkzeug exits when it cannot bind
             raise OSError(f"cannot listen on {self.host}:{self.port}") from exc
         self.port = server.port
+        self._app.serve_at(self.host, self.port)
         self._app.resume()
         self._server = server
         self._thread = threading.Thread(
@@ -164,8 +187,12 @@ class LocalSink:
         )
 
     def requests(self) -> list[RecordedRequest]:
-        """A copy of the recorded capture requests, oldest first."""
+        """A copy of the recorded capture requests, oldest first (only the newest are kept)."""
         return self._app.requests()
+
+    def stats(self) -> dict[str, int]:
+        """Events dropped by the store's limit, requests forgotten, and refusals by reason."""
+        return {"events_dropped": self.store.dropped(), **self._app.stats()}
 
     def script(self, *responses: ScriptedResponse | int) -> None:
         """Queue answers for the next capture requests, one each; then 200 again."""
@@ -206,7 +233,7 @@ def serve(host: str, port: int, db_path: str | None, echo: bool = True) -> None:
     try:
         sink.start()
         print(f"PostHog sink listening on {sink.url}", flush=True)
-        where = db_path or "memory (lost on exit)"
+        where = db_path or f"memory (lost on exit; the newest {sink.store.max_events:,} kept)"
         print(f"  events are stored in {where} ({sink.store.count()} there now)")
         print(f"  point a client at it:  POSTHOG_HOST={sink.url}")
         print(f"  watch them live:       {sink.url}/  (JSON at {sink.url}/api/events)")

@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EventStore", "StoredEvent"]
+__all__ = ["MAX_MEMORY_EVENTS", "EventStore", "StoredEvent"]
+
+# The most events an in-memory store keeps; the oldest go first (a file keeps all by default).
+MAX_MEMORY_EVENTS = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -86,10 +89,19 @@ def _decode_all(texts: Iterable[str]) -> list[dict[str, Any]]:
 
 
 class EventStore:
-    """Thread-safe event table in a SQLite file, or in private memory when ``path`` is None."""
+    """Thread-safe event table in a SQLite file, or in private memory when ``path`` is None.
 
-    def __init__(self, path: str | None = None) -> None:
+    At most ``max_events`` are kept, the oldest deleted first and counted by :meth:`dropped`;
+    by default :data:`MAX_MEMORY_EVENTS` in memory and no limit in a file.
+    """
+
+    def __init__(self, path: str | None = None, *, max_events: int | None = None) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be at least 1, not {max_events}")
         self.path = path
+        # The most events kept: the oldest are deleted beyond it. None keeps every event.
+        self.max_events = MAX_MEMORY_EVENTS if max_events is None and path is None else max_events
+        self._dropped = 0
         self._lock = threading.Lock()
         # One connection shared by the server threads; every use holds self._lock.
         self._conn = sqlite3.connect(
@@ -120,6 +132,16 @@ class EventStore:
                 # A lone surrogate (a "\ud800" escape in the JSON) is not valid UTF-8 text.
                 self._insert([_escape_surrogates(row) for row in rows])
             self._count += len(rows)
+            if self.max_events is not None and self._count > self.max_events:
+                self._drop_oldest(self._count - self.max_events)
+
+    def _drop_oldest(self, excess: int) -> None:
+        self._conn.execute(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)",
+            (excess,),
+        )
+        self._count -= excess
+        self._dropped += excess
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         self._conn.execute("BEGIN")
@@ -211,16 +233,22 @@ class EventStore:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def dropped(self) -> int:
+        """Number of events deleted to stay within ``max_events`` (since the last clear)."""
+        with self._lock:
+            return self._dropped
+
     def count(self) -> int:
         """Number of stored events."""
         with self._lock:
             return self._count
 
     def clear(self) -> None:
-        """Delete every stored event (sequence numbers keep growing)."""
+        """Delete every stored event and reset :meth:`dropped` (sequence numbers keep growing)."""
         with self._lock:
             self._conn.execute("DELETE FROM events")
             self._count = 0
+            self._dropped = 0
 
     def close(self) -> None:
         """Close the database; the store cannot be used afterwards."""

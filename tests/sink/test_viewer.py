@@ -6,19 +6,23 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import requests
 
 from posthog_integrations.sink import LocalSink
 from tests.conftest import ClientFactory
-from tests.sink.test_sink import KEY, REPO_ROOT, SINK_CLI, make_event, post
+from tests.sink.test_sink import KEY, REPO_ROOT, SHUTDOWN_TIMEOUT, SINK_CLI, make_event, post
 
-CHROMIUM = os.environ.get("POSTHOG_TEST_CHROMIUM", "/usr/bin/chromium")
+# Names of a chromium-based browser on PATH, tried in order; POSTHOG_TEST_CHROMIUM overrides.
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# CI sets POSTHOG_REQUIRE_BROWSER=1: there a missing browser fails the test instead of skipping.
+REQUIRE_BROWSER = os.environ.get("POSTHOG_REQUIRE_BROWSER") == "1"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -81,13 +85,14 @@ def test_api_filters_by_event_distinct_id_and_session(sink: LocalSink) -> None:
 
 
 def test_api_cursor_returns_only_newer_events(sink: LocalSink) -> None:
-    assert api(sink) == {"events": [], "cursor": 0}
+    assert api(sink) == {"events": [], "cursor": 0, "dropped": 0}
     post(sink, "/batch/", {"api_key": KEY, "batch": [make_event("a"), make_event("b", "bob")]})
     first = api(sink)
     assert names(first) == ["b", "a"]
     assert first["cursor"] == sink.store.records()[-1].seq
     # Nothing new: no events, and the cursor stays where it was.
-    assert api(sink, after=first["cursor"]) == {"events": [], "cursor": first["cursor"]}
+    nothing_new = {"events": [], "cursor": first["cursor"], "dropped": 0}
+    assert api(sink, after=first["cursor"]) == nothing_new
 
     # Events from the v1 endpoint count too.
     v1_body = {"batch": [make_event("c", "bob"), make_event("d")]}
@@ -100,13 +105,13 @@ def test_api_cursor_returns_only_newer_events(sink: LocalSink) -> None:
     # With a limit the newest are returned and the cursor moves past the rest.
     assert api(sink, after=first["cursor"], limit=1)["cursor"] == newer["cursor"]
     unmatched = api(sink, after=first["cursor"], event="nope")
-    assert unmatched == {"events": [], "cursor": first["cursor"]}
+    assert unmatched == nothing_new
 
     # Sequence numbers keep growing after clear(), so an old cursor still works.
     sink.clear()
     post(sink, "/batch/", {"api_key": KEY, "batch": [make_event("e")]})
     assert names(api(sink, after=newer["cursor"])) == ["e"]
-    assert api(sink, after=-5)["events"] == api(sink)["events"]
+    assert api(sink, after=0)["events"] == api(sink)["events"]
 
 
 def test_api_rejects_a_cursor_that_is_not_a_number(sink: LocalSink) -> None:
@@ -133,7 +138,7 @@ def test_cli_banner_shows_the_viewer_url() -> None:
         assert "live" in viewer_line
         assert "<title>PostHog sink</title>" in requests.get(f"{url}/", timeout=5).text
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=5)
+        proc.communicate(timeout=SHUTDOWN_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -148,16 +153,67 @@ def _explode() -> None:
     raise ValueError("card declined <b>twice</b>")
 
 
+def _browser_unavailable(reason: str) -> NoReturn:
+    """Skip, or fail when POSTHOG_REQUIRE_BROWSER=1 says the browser test must run."""
+    if REQUIRE_BROWSER:
+        pytest.fail(f"{reason}; POSTHOG_REQUIRE_BROWSER=1 requires the browser test to run")
+    pytest.skip(reason)
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_browser(bundled: str) -> str | None:
+    """The chromium to launch: POSTHOG_TEST_CHROMIUM, one on PATH, else playwright's own.
+
+    None means playwright's own browser at ``bundled``; a configured path that does not
+    exist, or no browser at all, is reported through :func:`_browser_unavailable`.
+    """
+    configured = os.environ.get("POSTHOG_TEST_CHROMIUM")
+    if configured:
+        if not _is_executable(configured):
+            pytest.fail(f"POSTHOG_TEST_CHROMIUM={configured} is not an executable file")
+        return configured
+    for name in BROWSER_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    if _is_executable(bundled):
+        return None
+    _browser_unavailable(
+        f"no chromium found (looked for {', '.join(BROWSER_NAMES)} on PATH and for"
+        f" playwright's own at {bundled}); set POSTHOG_TEST_CHROMIUM to its path"
+    )
+
+
+def test_find_browser_fails_when_required(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("POSTHOG_TEST_CHROMIUM", raising=False)
+    monkeypatch.setattr(sys.modules[__name__], "REQUIRE_BROWSER", True)
+    with pytest.raises(pytest.fail.Exception, match="POSTHOG_REQUIRE_BROWSER=1"):
+        find_browser(str(tmp_path / "missing"))
+    monkeypatch.setattr(sys.modules[__name__], "REQUIRE_BROWSER", False)
+    with pytest.raises(pytest.skip.Exception, match="no chromium found"):
+        find_browser(str(tmp_path / "missing"))
+    fake = tmp_path / "chromium-browser"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert find_browser(str(tmp_path / "missing")) == str(fake)
+
+
 def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"no chromium at {CHROMIUM} (set POSTHOG_TEST_CHROMIUM to its path)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _browser_unavailable("playwright is not installed (it is in the test extra)")
     expect = sync_api.expect
     client = make_client(sync_mode=True)
 
     with sync_api.sync_playwright() as playwright:
+        executable = find_browser(playwright.chromium.executable_path)
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=10_000
+            executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -217,6 +273,12 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             expect(frame).to_have_count(1)
             expect(frame.locator(".badge")).to_have_text("in app")
             expect(detail.locator("pre.json")).to_contain_text('"$session_id": "sess-2"')
+
+            # Events the store drops to stay within its limit are counted on the page.
+            expect(page.locator("#dropped")).to_be_hidden()
+            sink.store.max_events = 6
+            client.capture("overflow", distinct_id="alice")
+            expect(page.locator("#dropped")).to_have_text("(1 oldest dropped by the sink)")
 
             assert page.evaluate("window.sameDocument") is True  # no reload happened
             SCREENSHOT.parent.mkdir(exist_ok=True)
