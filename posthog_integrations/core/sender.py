@@ -178,7 +178,7 @@ class Sender:
         if not events:
             return
         self._counters.add("taken", len(events))
-        deadline = _exit_deadline if _exit_deadline is not None else _monotonic() + ATEXIT_TIMEOUT
+        deadline = _late_deadline()
         if _monotonic() < deadline:
             logger.debug("sending %d event(s) captured after the exit flush", len(events))
             self._deliver(events, deadline, self._count)
@@ -211,7 +211,7 @@ class Sender:
             else:
                 self._wake.wait(due - now)
 
-    def _drain_here(self, deadline: float, target: float) -> bool:
+    def _drain_here(self, deadline: float, target: int) -> bool:
         while self._finished < target and len(self._queue):
             if _monotonic() >= deadline:
                 return False
@@ -346,6 +346,15 @@ def _flush_at_exit() -> None:
     deadline = _exit_deadline = _monotonic() + ATEXIT_TIMEOUT
     for sender in list(_live_senders):
         sender.shutdown(max(0.0, deadline - _monotonic()))
+
+
+def _late_deadline() -> float:
+    """When sending late events stops: the end of the exit budget, which the first late event
+    starts when no exit flush did (a thread could not start at interpreter shutdown)."""
+    global _exit_deadline
+    if _exit_deadline is None:
+        _exit_deadline = _monotonic() + ATEXIT_TIMEOUT
+    return _exit_deadline
 
 
 def _reset_after_fork() -> None:
