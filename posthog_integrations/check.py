@@ -37,7 +37,10 @@ class CheckResult:
 
 
 def run_check(options: Mapping[str, Any], *, timeout: float = 10.0) -> CheckResult:
-    """Build a client from ``options`` (environment fallbacks apply) and send one event."""
+    """Build a client from ``options`` (environment fallbacks apply) and send one event.
+
+    One attempt, cut off at ``timeout`` seconds from connecting to the end of the answer.
+    """
     errors: list[Exception] = []
     try:
         client = Client(**{**options, "sync_mode": True, "max_retries": 0, "timeout": timeout,
@@ -72,6 +75,9 @@ def status_meaning(status: int) -> str:
         return "the event was accepted"
     if status in _STATUS_MEANINGS:
         return _STATUS_MEANINGS[status]
+    if 300 <= status < 400:
+        return ("the host redirects elsewhere and redirects are not followed: set the host to "
+                "the address that answers")
     if status >= 500:
         return "the endpoint had a server error; try again later"
     return "unexpected answer"
@@ -80,6 +86,8 @@ def status_meaning(status: int) -> str:
 def _explain(error: Exception, host: str, latency_ms: float) -> CheckResult:
     if isinstance(error, APIError):
         meaning = status_meaning(error.status)
+        if error.location:
+            meaning += f" (it points to {error.location})"
         return CheckResult(False, f"{host} answered HTTP {error.status}: {meaning}", host,
                            error.status, latency_ms)
     if isinstance(error, requests.Timeout):

@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the PostHog settings of this Flask app, written as for "
                              "flask --app (e.g. 'shop:create_app()' or 'shop.wsgi:app')")
     parser.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
-                        help="how long to wait for the endpoint (default 10)")
+                        help="the test request is cut off after this many seconds, from "
+                             "connecting to the end of the answer (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:

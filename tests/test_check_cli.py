@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from posthog_integrations.__main__ import main
 from posthog_integrations.check import CHECK_EVENT, run_check
 from posthog_integrations.check_cli import SERVERLESS_VARIABLES, uwsgi_finding
 from posthog_integrations.sink import LocalSink
+from tests.loopback import LoopbackServer, answer_ok, dribble_body, redirect_to
 
 KEY = "phc_cli_check_secret_0123456789abcdef"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +137,35 @@ def test_a_closed_port_fails_with_cannot_connect(
     assert status == 1
     assert "FAIL reachable: cannot connect to http://127.0.0.1:" in output
     assert "HTTP status" not in output
+
+
+def test_a_redirecting_host_fails_and_names_where_it_points(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with LoopbackServer(answer_ok) as elsewhere, \
+            LoopbackServer(redirect_to(301, f"{elsewhere.url}/batch/")) as redirecting:
+        monkeypatch.setenv("POSTHOG_API_KEY", KEY)
+        monkeypatch.setenv("POSTHOG_HOST", redirecting.url)
+        status, output = check(capsys, "--timeout", "2")
+    assert status == 1
+    assert "FAIL HTTP status: 301 (the host redirects" in output
+    assert f"{elsewhere.url}/batch/" in output
+    assert "PostHog check failed:" in output
+    assert elsewhere.connections == 0
+
+
+def test_a_hung_endpoint_fails_within_twice_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with LoopbackServer(dribble_body(interval=0.4, length=30)) as server:
+        monkeypatch.setenv("POSTHOG_API_KEY", KEY)
+        monkeypatch.setenv("POSTHOG_HOST", server.url)
+        started = time.monotonic()
+        status, output = check(capsys, "--timeout", "1")
+        elapsed = time.monotonic() - started
+    assert status == 1
+    assert "did not answer in time" in output
+    assert elapsed < 2 * 1 + 1.5, f"the check took {elapsed:.2f}s"
 
 
 def test_no_api_key_is_a_configuration_error(

@@ -3,6 +3,9 @@
 Producers never take a lock: they append to the queue and set an Event only when the sender is
 asleep on an empty queue or a full batch is waiting. One daemon thread per client, started on the
 first event; after ``fork()`` the child starts with an empty queue and a new thread and session.
+
+A send in the calling thread (``sync_mode``, ``check``) ends within ``SEND_BOUND_FACTOR`` times
+``timeout``, every attempt and backoff included; each attempt is cut off at ``timeout``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from .transport import Transport, backoff_delay, is_retryable
 logger = logging.getLogger("posthog_integrations")
 
 Event = dict[str, Any]
+Count = Callable[[str, int], bool]  # counts an outcome; False when it was already accounted for
+SEND_BOUND_FACTOR = 2.0
 MAX_EVENT_BYTES = 900 * 1024
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 ATEXIT_TIMEOUT = 2.0
 _live_senders: weakref.WeakSet[Sender] = weakref.WeakSet()
 _atexit_registered = False
+_exit_deadline: float | None = None  # set by the exit flush: late events share what is left
 _threads_checked_in = 0  # the pid the uWSGI threads check ran in: once per process
 _monotonic = time.monotonic
 
@@ -54,7 +60,12 @@ class Sender:
         self._abandon = threading.Event()
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
-        self._in_flight = 0  # events taken from the queue and not yet finished
+        # Under self._idle: events ever taken from the queue, and how many of those are finished
+        # (sent or dropped), so that flush() waits for what was queued before it and no more.
+        self._taken = 0
+        self._finished = 0
+        self._in_flight = 0  # events of the batch being sent whose outcome is not counted yet
+        self._in_flight_claimed = False  # shutdown() counted them: the sender must not again
         self._flush_requests = 0
         self._asleep_on_empty = False
 
@@ -63,32 +74,50 @@ class Sender:
         return len(self._queue)
 
     def submit(self, event: Event) -> bool:
-        """Queue ``event`` for the sender; False when the queue is full. Never blocks."""
+        """Queue ``event`` for the sender; False when the queue is full.
+
+        Never blocks, except after the exit flush: nothing would send a queued event then, so
+        it is sent here, within what is left of the exit budget (or dropped and counted).
+        """
+        if self._closed:
+            self._send_late([event])
+            return True
         queue = self._queue
         if not queue.put(event):
             return False
-        if self._thread is None:
-            self._start()
+        if self._thread is None and not self._start():
+            with self._idle:
+                stranded = queue.take(len(queue))
+            self._send_late(stranded)
+            return True
         if (self._asleep_on_empty or len(queue) >= self._flush_at) and not self._wake.is_set():
             self._wake.set()
         return True
 
     def send_now(self, events: list[Event]) -> None:
-        """Deliver ``events`` in the calling thread, with retries (``sync_mode``)."""
+        """Deliver ``events`` in the calling thread, with retries (``sync_mode``).
+
+        Ends within ``SEND_BOUND_FACTOR * timeout``, every attempt and backoff included.
+        """
         self._counters.add("taken", len(events))
-        self._deliver(events, deadline=None)
+        bound = min(SEND_BOUND_FACTOR * self._options.timeout, threading.TIMEOUT_MAX)
+        self._deliver(events, _monotonic() + bound, self._count)
 
     def flush(self, timeout: float) -> bool:
-        """Send everything queued; block until delivered or ``timeout``. True when drained."""
+        """Send what was queued before this call; block until it is sent or dropped, or
+        ``timeout`` passes. True when it all finished in time (events captured meanwhile by
+        other threads are not waited for)."""
         deadline = _monotonic() + timeout
+        with self._idle:
+            target = self._taken + len(self._queue)
         thread = self._thread
         if thread is None or not thread.is_alive():
-            return self._drain_here(deadline)
+            return self._drain_here(deadline, target)
         with self._idle:
             self._flush_requests += 1
             self._wake.set()
             try:
-                while len(self._queue) or self._in_flight:
+                while self._finished < target:
                     remaining = deadline - _monotonic()
                     if remaining <= 0:
                         return False
@@ -108,31 +137,56 @@ class Sender:
             thread.join(max(0.0, deadline - _monotonic()))
         if not delivered:
             self._abandon.set()
-            in_flight = self._in_flight
-            left = self._queue.clear()
-            self._counters.add("dropped.shutdown", left)
+            with self._idle:
+                in_flight = self._in_flight
+                self._in_flight = 0
+                self._in_flight_claimed = True
+                left = self._queue.clear()
+                self._taken += left
+            self._counters.add("taken", left)
+            self._counters.add("dropped.shutdown", left + in_flight)
             logger.warning("shutdown timed out after %.1fs: %d events were not sent "
                            "(%d of them in a request that had not completed)",
                            timeout, left + in_flight, in_flight)
-        if self._transport is not None and (thread is None or not thread.is_alive()):
-            self._transport.close()
+        transport = self._transport
+        if transport is not None and (thread is None or not thread.is_alive()):
+            self._transport = None  # an event captured after the exit flush opens a new one
+            transport.close()
         _live_senders.discard(self)
         return delivered
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Start the sender thread (once); False when no thread can start."""
         with self._start_lock:
             if self._thread is not None:
-                return
+                return True
             thread = threading.Thread(
                 target=self._run, name="posthog-integrations-sender", daemon=True
             )
             try:
                 thread.start()
-            except RuntimeError:  # interpreter shutting down: the atexit flush sends inline
-                return
+            except RuntimeError:  # interpreter shutting down: the caller sends inline
+                return False
             self._thread = thread
         _register_atexit()
         _warn_if_threads_never_run()
+        return True
+
+    def _send_late(self, events: list[Event]) -> None:
+        """Send events captured after the exit flush in this thread, within what is left of
+        the exit budget; once it is spent, drop them and count them."""
+        if not events:
+            return
+        self._counters.add("taken", len(events))
+        deadline = _late_deadline()
+        if _monotonic() < deadline:
+            logger.debug("sending %d event(s) captured after the exit flush", len(events))
+            self._deliver(events, deadline, self._count)
+            return
+        self._counters.add("dropped.shutdown", len(events))
+        logger.warning("dropping event %r (uuid %s) captured after the exit flush: the %.0fs "
+                       "exit budget is spent", events[0].get("event"), events[0].get("uuid"),
+                       ATEXIT_TIMEOUT)
 
     def _run(self) -> None:
         due: float | None = None
@@ -157,81 +211,102 @@ class Sender:
             else:
                 self._wake.wait(due - now)
 
-    def _drain_here(self, deadline: float) -> bool:
-        while len(self._queue):
+    def _drain_here(self, deadline: float, target: int) -> bool:
+        while self._finished < target and len(self._queue):
             if _monotonic() >= deadline:
                 return False
             self._send_one_batch(deadline=deadline)
-        return True
+        return self._finished >= target
 
     def _send_one_batch(self, deadline: float | None) -> None:
         with self._idle:
             batch = self._queue.take(self._options.max_batch_size)
+            self._taken += len(batch)
             self._in_flight = len(batch)
+            self._in_flight_claimed = False
         try:
             self._counters.add("taken", len(batch))
-            self._deliver(batch, deadline)
+            self._deliver(batch, deadline, self._count_in_flight)
         except Exception:  # a bug here must not kill the thread and silently stop delivery
             logger.exception("unexpected error while sending a batch of %d events", len(batch))
-            self._counters.add("dropped.failed", len(batch))
+            with self._idle:
+                unsettled = 0 if self._in_flight_claimed else self._in_flight
+            self._counters.add("dropped.failed", unsettled)
         finally:
             with self._idle:
                 self._in_flight = 0
+                self._finished += len(batch)
                 self._idle.notify_all()
 
-    def _deliver(self, batch: list[Event], deadline: float | None) -> None:
+    def _count(self, name: str, amount: int) -> bool:
+        self._counters.add(name, amount)
+        return True
+
+    def _count_in_flight(self, name: str, amount: int) -> bool:
+        """Count an outcome of the queued batch being sent, unless shutdown() already did."""
+        with self._idle:
+            if self._in_flight_claimed:
+                return False
+            self._in_flight -= amount
+        self._counters.add(name, amount)
+        return True
+
+    def _deliver(self, batch: list[Event], deadline: float | None, count: Count) -> None:
         events: list[Event] = []
         encoded: list[bytes] = []
         size = 0
         for event in batch:
             data = encode_event(event)
             if len(data) > MAX_EVENT_BYTES:
-                self._counters.add("dropped.oversize")
+                count("dropped.oversize", 1)
                 logger.error("dropping event %r (uuid %s): %d bytes is over the 900 KiB limit",
                              event.get("event"), event.get("uuid"), len(data))
                 continue
             if encoded and size + len(data) > MAX_BATCH_BYTES:
-                self._post(events, encoded, deadline)
+                self._post(events, encoded, deadline, count)
                 events, encoded, size = [], [], 0
             events.append(event)
             encoded.append(data)
             size += len(data) + 1
         if encoded:
-            self._post(events, encoded, deadline)
+            self._post(events, encoded, deadline, count)
 
-    def _post(self, events: list[Event], encoded: list[bytes], deadline: float | None) -> None:
+    def _post(self, events: list[Event], encoded: list[bytes], deadline: float | None,
+              count: Count) -> None:
         options = self._options
-        if self._transport is None:
-            self._transport = Transport(
+        transport = self._transport
+        if transport is None:
+            transport = self._transport = Transport(
                 options.host, options.api_key, timeout=options.timeout, gzip=options.gzip
             )
         for attempt in range(options.max_retries + 1):
             try:
-                self._transport.post(encoded, historical_migration=options.historical_migration)
+                transport.post(encoded, historical_migration=options.historical_migration,
+                               deadline=deadline)
             except Exception as error:
                 if attempt == options.max_retries or not is_retryable(error):
-                    self._fail(error, events, attempt + 1)
+                    self._fail(error, events, attempt + 1, count)
                     return
                 delay = backoff_delay(
                     attempt, options.retry_base_delay, getattr(error, "retry_after", None)
                 )
-                if deadline is not None and _monotonic() + delay > deadline:
-                    self._fail(error, events, attempt + 1)
+                if deadline is not None and _monotonic() + delay >= deadline:
+                    self._fail(error, events, attempt + 1, count)
                     return
                 self._counters.add("retried")
                 logger.debug("batch of %d events failed (%s); retry %d in %.2fs",
                              len(events), error, attempt + 1, delay)
                 if self._abandon.wait(delay):
-                    self._fail(error, events, attempt + 1)
+                    self._fail(error, events, attempt + 1, count)
                     return
             else:
-                self._counters.add("sent", len(events))
+                count("sent", len(events))
                 logger.debug("sent a batch of %d events", len(events))
                 return
 
-    def _fail(self, error: Exception, events: list[Event], attempts: int) -> None:
-        self._counters.add("failed_batches")
-        self._counters.add("dropped.failed", len(events))
+    def _fail(self, error: Exception, events: list[Event], attempts: int, count: Count) -> None:
+        if count("dropped.failed", len(events)):
+            self._counters.add("failed_batches")
         logger.warning("dropping a batch of %d events after %d attempt(s): %s",
                        len(events), attempts, error)
         on_error: Callable[[Exception, list[Event]], None] | None = self._options.on_error
@@ -267,9 +342,19 @@ def _register_atexit() -> None:
 
 def _flush_at_exit() -> None:
     """Give every live sender a share of one short budget, so exit never hangs."""
-    deadline = _monotonic() + ATEXIT_TIMEOUT
+    global _exit_deadline
+    deadline = _exit_deadline = _monotonic() + ATEXIT_TIMEOUT
     for sender in list(_live_senders):
         sender.shutdown(max(0.0, deadline - _monotonic()))
+
+
+def _late_deadline() -> float:
+    """When sending late events stops: the end of the exit budget, which the first late event
+    starts when no exit flush did (a thread could not start at interpreter shutdown)."""
+    global _exit_deadline
+    if _exit_deadline is None:
+        _exit_deadline = _monotonic() + ATEXIT_TIMEOUT
+    return _exit_deadline
 
 
 def _reset_after_fork() -> None:

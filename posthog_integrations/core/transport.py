@@ -10,11 +10,13 @@ import gzip as gzip_module
 import json
 import netrc  # noqa: F401
 import random
+import time
 
 import requests
 
 from posthog_integrations._version import VERSION
 
+from .cutoff import Cutoff, CutoffAdapter
 from .events import LIB_NAME, utc_now
 
 # netrc and encodings.idna are imported here, in the importing thread, because requests and
@@ -25,48 +27,115 @@ from .events import LIB_NAME, utc_now
 BATCH_PATH = "/batch/"
 USER_AGENT = f"{LIB_NAME}/{VERSION}"
 MAX_BACKOFF = 30.0
+MAX_ANSWER_BYTES = 4096  # of an answer's body: PostHog's are tiny, an error page need not be
+MAX_MESSAGE_CHARS = 200
 _RETRYABLE_4XX = frozenset({408, 429})
 
 
 class APIError(Exception):
-    """The capture endpoint answered with a status other than 2xx."""
+    """The capture endpoint answered with a status other than 2xx.
 
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+    A redirect (3xx) is one of them: it is never followed, and ``location`` says where it
+    pointed.
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None,
+                 location: str | None = None) -> None:
         super().__init__(f"HTTP {status}: {message}" if message else f"HTTP {status}")
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        self.location = location
+
+
+class NoAnswerInTime(requests.Timeout):
+    """The request was cut off: no complete answer arrived within its time."""
+
+
+class _NoRedirectSession(requests.Session):
+    """A session that follows no redirect, whatever a request asks for.
+
+    Following one would turn a POST into a bodyless GET that looks delivered (301, 302), or
+    re-post the API key and the events to wherever the answer points (307, 308).
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
 
 
 class Transport:
-    """Posts batches to ``{host}/batch/`` over one ``requests.Session`` (one per process)."""
+    """Every request the library makes: to ``{host}``, over one session (one per process).
+
+    No request follows a redirect, each is cut off once ``timeout`` (or the caller's deadline,
+    when sooner) has passed from connecting to the last byte of the answer, and at most
+    4 KiB of an answer's body is read.
+    """
 
     def __init__(self, host: str, api_key: str, *, timeout: float, gzip: bool) -> None:
-        self.url = host + BATCH_PATH
+        self.host = host
         self._api_key = api_key
         self._timeout = timeout
         self._gzip = gzip
-        self._session = requests.Session()
+        self._session = _NoRedirectSession()
+        for prefix in ("http://", "https://"):
+            self._session.mount(prefix, CutoffAdapter())
         self._session.headers.update({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
 
-    def post(self, encoded_events: list[bytes], *, historical_migration: bool) -> None:
+    def post(self, encoded_events: list[bytes], *, historical_migration: bool,
+             deadline: float | None = None) -> None:
         """Send one batch; raise :class:`APIError` or a ``requests`` error when it fails."""
         body = self._body(encoded_events, historical_migration)
         headers = None
         if self._gzip:
             body = gzip_module.compress(body, compresslevel=6)
             headers = {"Content-Encoding": "gzip"}
-        response = self._session.post(self.url, data=body, headers=headers, timeout=self._timeout)
+        self.send("POST", BATCH_PATH, body=body, headers=headers, deadline=deadline)
+
+    def send(self, method: str, path: str, *, body: bytes | None,
+             headers: dict[str, str] | None, deadline: float | None) -> bytes:
+        """Make one request to ``{host}{path}``; return the start of a 2xx answer's body.
+
+        Raises :class:`APIError` for any other status, :class:`NoAnswerInTime` when the answer
+        was not complete in time, or another ``requests`` error.
+        """
+        seconds = self._timeout
+        if deadline is not None:
+            seconds = min(seconds, deadline - time.monotonic())
+            if seconds <= 0:
+                raise NoAnswerInTime("no time was left for the request")
+        with Cutoff(seconds) as cutoff:
+            try:
+                response = self._session.request(
+                    method, self.host + path, data=body, headers=headers, timeout=seconds,
+                    allow_redirects=False, stream=True,
+                )
+                try:
+                    content = _read_at_most(response, MAX_ANSWER_BYTES)
+                finally:
+                    response.close()
+            except Exception as error:
+                if cutoff.fired:
+                    raise NoAnswerInTime(f"no complete answer within {seconds:.3g}s") from error
+                raise
         if 200 <= response.status_code < 300:
-            return
-        raise APIError(
-            response.status_code,
-            self._redact(response.text[:200]),
-            parse_retry_after(response.headers.get("Retry-After")),
-        )
+            return content
+        raise self._error(response, content)
 
     def close(self) -> None:
         self._session.close()
+
+    def _error(self, response: requests.Response, content: bytes) -> APIError:
+        status = response.status_code
+        if 300 <= status < 400:
+            location = self._redact(response.headers.get("Location", ""))[:MAX_MESSAGE_CHARS]
+            where = location or "an address it did not give"
+            message = (f"{self.host} redirects to {where}; redirects are not followed, so set "
+                       "the host to the address that answers")
+            return APIError(status, message, location=location or None)
+        # Redact before cutting: a cut key would no longer match the whole key.
+        text = self._redact(_decode(content, response.encoding))
+        return APIError(status, text[:MAX_MESSAGE_CHARS],
+                        parse_retry_after(response.headers.get("Retry-After")))
 
     def _body(self, encoded_events: list[bytes], historical_migration: bool) -> bytes:
         head = json.dumps(
@@ -81,6 +150,25 @@ class Transport:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "<api key>") if self._api_key else text
+
+
+def _decode(content: bytes, encoding: str | None) -> str:
+    try:
+        return content.decode(encoding or "utf-8", errors="replace")
+    except LookupError:  # the answer named an encoding Python does not know
+        return content.decode("utf-8", errors="replace")
+
+
+def _read_at_most(response: requests.Response, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body; the rest is never read (closing drops the connection)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -11,7 +11,8 @@ import pytest
 
 from posthog_integrations import APIError
 from posthog_integrations.sink import LocalSink, ScriptedResponse
-from tests.conftest import ClientFactory
+from tests.conftest import API_KEY, ClientFactory
+from tests.loopback import LoopbackServer, flood_error
 
 SENDER_THREAD = "posthog-integrations-sender"
 
@@ -135,7 +136,101 @@ def test_shutdown_is_bounded_against_a_hung_server(
     client.shutdown(timeout=1)  # idempotent: a second call returns promptly, never raises
     assert time.monotonic() - started < 1.5
     assert client.capture("late", distinct_id="u") is None
-    assert client.stats().dropped_by_reason["shutdown"] == 1
+    # the event in the hung request, and the refused one
+    assert client.stats().dropped_by_reason["shutdown"] == 2
+
+
+def test_shutdown_counts_the_events_in_flight_and_queued_once(
+    sink: LocalSink, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink.script(ScriptedResponse(hang=True))
+    client = make_client(timeout=30, flush_at=1)
+    others = set(sender_threads())
+    client.capture("in flight", distinct_id="u")
+    [thread] = set(sender_threads()) - others
+    deadline = time.monotonic() + 5
+    while not sink.requests():
+        assert time.monotonic() < deadline, "the first request never arrived"
+        time.sleep(0.01)
+    client.capture("queued 1", distinct_id="u")
+    client.capture("queued 2", distinct_id="u")
+    assert client.shutdown(timeout=0.5) is False
+
+    stats = client.stats()
+    assert (stats.accepted, stats.queued, stats.sent) == (3, 0, 0)
+    assert stats.dropped_by_reason["shutdown"] == 3
+    assert "3 events were not sent" in caplog.text
+    # Releasing the hung request ends the sender's attempt: its event is not counted twice.
+    sink.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    after = client.stats()
+    assert after.dropped == after.dropped_by_reason["shutdown"] == 3
+    assert after.failed_batches == 0
+
+
+def test_flush_waits_only_for_what_was_queued_before_it(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    """Other threads keep capturing: flush() returns once its own events are delivered."""
+    sink.script(*[ScriptedResponse(delay=0.02)] * 5000)  # the queue is never empty for long
+    client = make_client(flush_at=10, flush_interval=0.05)
+    stop = threading.Event()
+
+    def keep_capturing() -> None:
+        while not stop.is_set():
+            client.capture("background", distinct_id="other")
+            time.sleep(0.001)
+
+    producers = [threading.Thread(target=keep_capturing) for _ in range(3)]
+    for producer in producers:
+        producer.start()
+    try:
+        time.sleep(0.2)
+        mine = [client.capture("mine", distinct_id="u", properties={"i": i}) for i in range(20)]
+        flushed = client.flush(timeout=5)
+        arrived = {event["uuid"] for event in sink.events(event="mine")}
+    finally:
+        stop.set()
+        for producer in producers:
+            producer.join()
+    assert flushed
+    assert arrived == set(mine)
+
+
+def test_error_bodies_are_redacted_before_they_are_cut(
+    sink: LocalSink, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = ("x" * 190 + API_KEY + "y" * 50).encode()  # the key straddles the 200th character
+    sink.script(ScriptedResponse(400, body=body))
+    errors: list[Exception] = []
+    client = make_client(on_error=lambda error, batch: errors.append(error))
+    client.capture("e", distinct_id="u")
+    assert client.flush()
+    [error] = errors
+    assert isinstance(error, APIError)
+    texts = {"str(error)": str(error), "error.message": error.message, "logs": caplog.text}
+    pieces = {API_KEY[i:i + 8] for i in range(len(API_KEY) - 7)}
+    leaks = {(where, piece) for where, text in texts.items() for piece in pieces if piece in text}
+    assert leaks == set()
+    assert "<api key>" in error.message
+    assert len(error.message) <= 200
+
+
+def test_only_the_start_of_an_error_body_is_read(make_client: ClientFactory) -> None:
+    """A 64 MiB error body is not read into memory: the sender reads a few KiB and hangs up."""
+    length = 64 * 1024 * 1024
+    errors: list[Exception] = []
+    with LoopbackServer(flood_error(400, length)) as server:
+        client = make_client(host=server.url, on_error=lambda error, batch: errors.append(error))
+        client.capture("e", distinct_id="u")
+        assert client.flush(timeout=30)
+    [error] = errors
+    assert isinstance(error, APIError)
+    assert error.status == 400
+    assert len(error.message) <= 200
+    # What the kernel buffers between the two sockets gets through; the rest was never sent.
+    assert server.bytes_written < 16 * 1024 * 1024, server.bytes_written
 
 
 def test_capture_after_shutdown_is_refused_with_a_warning(

@@ -4,13 +4,14 @@ Each scenario captures 500 events from five threads while the local capture endp
 (:class:`LocalSink`, or a small fault-injecting proxy in front of it) misbehaves, then checks:
 
 * the captures all finished while the server was still failing, and none of them waited on the
-  network (each ``capture()`` call is timed: p95 under 5 ms, slowest under 50 ms);
+  network: a profile hook in each capturing thread sees no socket, HTTP, sleep or wait call
+  inside ``capture()`` (a count of what the code does, not a clock on a loaded machine);
 * every event that could be retried reached the endpoint, with its original uuid, and no event
   was lost; where the server processed a request whose answer never reached the client, the
   resent events are stored twice with the same uuid (at-least-once: PostHog dedupes by uuid),
   and the test counts exactly those duplicates;
 * ``client.stats()`` adds up: accepted == sent == captured, nothing dropped, and ``retried``
-  equals the number of failed attempts the endpoint (or the log) saw.
+  equals the number of resends the endpoint saw (requests carrying a batch it had seen before).
 
 Narrower single-event checks of the same mechanisms live in tests/core/test_delivery.py.
 """
@@ -28,20 +29,15 @@ import pytest
 
 from posthog_integrations import Client
 from posthog_integrations.sink import LocalSink, RecordedRequest, ScriptedResponse
+from tests.blocking import WaitRecorder
 from tests.conftest import API_KEY, ClientFactory
 
 THREADS = 5
 PER_THREAD = 100
 CAPTURED = THREADS * PER_THREAD
-# A short sleep between captures, like a request handler doing other work; without it five
-# producers only measure how they queue for the GIL, not whether capture() waits on the network.
+# A short sleep between captures, like a request handler doing other work, so that the captures
+# spread over the time the server fails.
 PAUSE = 0.001
-# The slowest call must stay far below the shortest network wait a scenario causes (0.1 s).
-MAX_CAPTURE_SECONDS = 0.050
-# Typical calls take 0.01-0.03 ms, p99 0.1-0.4 ms. The bound is on p95 rather than p99: one
-# 5-11 ms GIL or scheduler stall on a loaded 2-core machine can catch all five producers mid-call
-# at once, and five calls are already 1% of 500 (seen in 2 of about 100 runs under load).
-P95_CAPTURE_SECONDS = 0.005
 # Small batches, so that several requests (and several faults) are needed for one run.
 FAST = {"flush_at": 50, "flush_interval": 0.05, "max_batch_size": 100}
 
@@ -51,10 +47,12 @@ FAST = {"flush_at": 50, "flush_interval": 0.05, "max_batch_size": 100}
 
 @dataclass
 class CaptureRun:
-    """What a burst of captures returned and how long each ``capture()`` call took."""
+    """What a burst of captures returned, how long each call took (reported, not asserted) and
+    which network or waiting calls the capturing threads made inside ``capture()``."""
 
     uuids: list[str | None] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
+    waits: Counter[str] = field(default_factory=Counter)
     finished: float = 0.0  # time.monotonic(), comparable with RecordedRequest.received_at
 
     def percentile(self, fraction: float) -> float:
@@ -76,17 +74,20 @@ def capture_from_threads(client: Client) -> CaptureRun:
     def produce(worker: int) -> None:
         uuids: list[str | None] = []
         durations: list[float] = []
+        recorder = WaitRecorder()
         start.wait()
         for index in range(PER_THREAD):
             began = time.perf_counter()
-            uuid = client.capture("fault drill", distinct_id=f"user-{worker}",
-                                  properties={"worker": worker, "index": index})
+            with recorder.watching():
+                uuid = client.capture("fault drill", distinct_id=f"user-{worker}",
+                                      properties={"worker": worker, "index": index})
             durations.append(time.perf_counter() - began)
             uuids.append(uuid)
             time.sleep(PAUSE)
         with lock:
             run.uuids.extend(uuids)
             run.durations.extend(durations)
+            run.waits.update(recorder.calls)
 
     threads = [threading.Thread(target=produce, args=(n,)) for n in range(THREADS)]
     for thread in threads:
@@ -102,8 +103,7 @@ def assert_capture_never_waited(run: CaptureRun, recovered_at: float) -> None:
     assert len(run.uuids) == CAPTURED
     assert None not in run.uuids
     assert run.finished < recovered_at, "the captures did not overlap the fault"
-    assert run.percentile(0.95) < P95_CAPTURE_SECONDS, run.summary()
-    assert max(run.durations) < MAX_CAPTURE_SECONDS, run.summary()
+    assert run.waits == {}, f"capture() waited: {dict(run.waits)}; {run.summary()}"
 
 
 def first_success(requests: list[RecordedRequest]) -> float:
@@ -128,11 +128,19 @@ def assert_failed_requests_resent_unchanged(requests: list[RecordedRequest]) -> 
                     == [e["timestamp"] for e in failed.events])
 
 
-def assert_stats_add_up(client: Client, retried: int) -> None:
+def resends_seen(requests: list[RecordedRequest]) -> int:
+    """Requests that carried a batch the endpoint had already received (uuids are unique)."""
+    batches = Counter(tuple(request.uuids) for request in requests)
+    return sum(count - 1 for count in batches.values())
+
+
+def assert_stats_add_up(client: Client, requests: list[RecordedRequest], resends: int) -> None:
+    """The endpoint saw ``resends`` (what the scenario causes), and ``retried`` says as much."""
+    assert resends_seen(requests) == resends
     stats = client.stats()
     assert (stats.accepted, stats.sent, stats.queued) == (CAPTURED, CAPTURED, 0)
     assert (stats.dropped, stats.failed_batches) == (0, 0), stats
-    assert stats.retried == retried
+    assert stats.retried == resends
 
 
 # -- 503 bursts --------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ def test_503_bursts_deliver_every_event_once(sink: LocalSink, make_client: Clien
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1  # a 503 stores nothing, so a resend is no duplicate
     assert_failed_requests_resent_unchanged(requests)
-    assert_stats_add_up(client, retried=12)
+    assert_stats_add_up(client, sink.requests(), resends=12)
 
 
 # -- 429 with Retry-After ----------------------------------------------------------------------
@@ -179,7 +187,7 @@ def test_429_retry_after_is_waited_before_each_resend(
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1
     assert_failed_requests_resent_unchanged(requests)
-    assert_stats_add_up(client, retried=2)
+    assert_stats_add_up(client, sink.requests(), resends=2)
 
 
 # -- connection refused, then the server comes up ----------------------------------------------
@@ -192,7 +200,7 @@ def unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_refused_connections_until_the_server_starts(caplog: pytest.LogCaptureFixture) -> None:
+def test_refused_connections_until_the_server_starts() -> None:
     port = unused_port()
     # Backoff ceilings 0.1, 0.2, 0.4, ... s: eight retries span at least 12.75 s, the first
     # five at most 3.1 s, so the 2.5 s outage is bridged by the retries of the first batch.
@@ -215,9 +223,13 @@ def test_refused_connections_until_the_server_starts(caplog: pytest.LogCaptureFi
     # Refused attempts never reach a server: the sink saw each batch once, all answered 200.
     assert {r.status for r in requests} == {200}
     assert sum(len(r.uuids) for r in requests) == CAPTURED
-    retries_logged = [r for r in caplog.records if "; retry " in r.getMessage()]
-    assert len(retries_logged) >= 5  # at least 2.5 s of refusals, see the backoff note above
-    assert_stats_add_up(client, retried=len(retries_logged))
+    # Refused attempts reach no server, so the endpoint cannot count them; the backoff note
+    # above gives the least the first batch needed to bridge 2.5 s of refusals.
+    assert resends_seen(requests) == 0
+    stats = client.stats()
+    assert (stats.accepted, stats.sent, stats.queued) == (CAPTURED, CAPTURED, 0)
+    assert (stats.dropped, stats.failed_batches) == (0, 0), stats
+    assert stats.retried >= 5
 
 
 # -- a server that accepts and never answers ---------------------------------------------------
@@ -244,7 +256,7 @@ def test_hung_requests_time_out_and_are_resent(
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1
     assert_failed_requests_resent_unchanged(requests)
-    assert_stats_add_up(client, retried=2)
+    assert_stats_add_up(client, sink.requests(), resends=2)
 
 
 def test_answer_lost_after_processing_is_resent_with_the_same_uuids(
@@ -270,7 +282,7 @@ def test_answer_lost_after_processing_is_resent_with_the_same_uuids(
     for uuid in duplicates:
         copies = [e for e in sink.events() if e["uuid"] == uuid]
         assert copies[0] == copies[1]
-    assert_stats_add_up(client, retried=1)
+    assert_stats_add_up(client, sink.requests(), resends=1)
 
 
 # -- a server that closes the connection -------------------------------------------------------
@@ -292,7 +304,7 @@ def test_connections_dropped_before_the_answer(
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1
     assert_failed_requests_resent_unchanged(requests)
-    assert_stats_add_up(client, retried=5)
+    assert_stats_add_up(client, sink.requests(), resends=5)
 
 
 class CuttingProxy:
@@ -391,4 +403,4 @@ def test_answers_cut_mid_body_are_retried(sink: LocalSink, cut_status: int) -> N
     duplicates = {uuid for uuid, count in stored.items() if count > 1}
     assert duplicates == (set(cut.uuids) if cut_status == 200 else set())
     assert max(stored.values()) == (2 if cut_status == 200 else 1)
-    assert_stats_add_up(client, retried=1)
+    assert_stats_add_up(client, sink.requests(), resends=1)
