@@ -165,7 +165,7 @@ def test_a_hung_endpoint_fails_within_twice_the_timeout(
         elapsed = time.monotonic() - started
     assert status == 1
     assert "did not answer in time" in output
-    assert elapsed < 2 * 1 + 1.5, f"the check took {elapsed:.2f}s"
+    assert elapsed < 2 * 1 + 2.5, f"the check took {elapsed:.2f}s"  # unbounded: 8 s
 
 
 def test_no_api_key_is_a_configuration_error(

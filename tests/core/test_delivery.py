@@ -131,10 +131,10 @@ def test_shutdown_is_bounded_against_a_hung_server(
     client.capture("a", distinct_id="u")
     started = time.monotonic()
     assert client.shutdown(timeout=1) is False
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # the timeout, not the 30 s request timeout
     started = time.monotonic()
     client.shutdown(timeout=1)  # idempotent: a second call returns promptly, never raises
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # the timeout, not the 30 s request timeout
     assert client.capture("late", distinct_id="u") is None
     # the event in the hung request, and the refused one
     assert client.stats().dropped_by_reason["shutdown"] == 2

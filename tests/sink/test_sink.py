@@ -251,7 +251,7 @@ def test_hang_does_not_block_stop() -> None:
     assert sink.requests(), "the hanging request never arrived"
     started = time.monotonic()
     sink.stop()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3  # not the hanging request's 10 s
     thread.join(5)
     assert not thread.is_alive()
     assert [type(e) for e in errors] == [requests.exceptions.ConnectionError]
