@@ -12,16 +12,21 @@ from tests.conftest import API_KEY
 from tests.core.test_delivery import sender_threads
 
 
-@pytest.fixture(autouse=True)
-def _fresh_default_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
-    monkeypatch.delenv("POSTHOG_HOST", raising=False)
-    yield
-    monkeypatch.undo()  # before configure(), which raises on a malformed environment
+def _reset_default_client() -> None:
     posthog.shutdown()
     for name in ("api_key", "host", "debug", "disabled", "sync_mode"):
         setattr(posthog, name, None)
     posthog.configure()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
+    monkeypatch.delenv("POSTHOG_HOST", raising=False)
+    _reset_default_client()  # other modules configure it too (Django's app does, from settings)
+    yield
+    monkeypatch.undo()  # before configure(), which raises on a malformed environment
+    _reset_default_client()
 
 
 def test_module_level_capture(sink: LocalSink) -> None:
