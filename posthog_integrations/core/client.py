@@ -78,7 +78,7 @@ class Client:
 
     def _start(self, options: ClientOptions) -> None:
         self.options = options
-        self._refusal: str | None = None
+        self._refusal = "dropped.disabled"  # what a disabled client counts each refusal as
         self._counters = Counters()
         self._notices = Notices()
         self._defaults = EventDefaults(self.options.super_properties, self.options.disable_geoip)
@@ -376,9 +376,8 @@ class Client:
         return uuid
 
     def _refused(self) -> str | None:
-        """A disabled client's answer; counted when it stands in for an invalid configuration."""
-        if self._refusal is not None:
-            self._counters.add(self._refusal)
+        """A disabled client's answer, counted (as ``disabled``, or why it stands in disabled)."""
+        self._counters.add(self._refusal)
         return None
 
     def _queue_full(self) -> None:

@@ -32,6 +32,7 @@ def test_disabled_client_sends_nothing_and_starts_nothing(
     assert client.shutdown()
     assert sink.requests() == []
     assert len(sender_threads()) == before
+    assert client.stats().dropped_by_reason["disabled"] == 2  # refused, and counted
 
 
 def test_missing_key_disables_with_one_warning(
