@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from posthog_integrations.sink import LocalSink
+from posthog_integrations.sink import LocalSink, ScriptedResponse
 from posthog_integrations.sink.body import MAX_BODY_BYTES
 from tests.sink.test_sink import KEY, REPO_ROOT, SHUTDOWN_TIMEOUT, SINK_CLI, make_event, post
 
@@ -213,6 +213,39 @@ def test_flags_requests_are_recorded_and_counted_but_store_no_event(
     assert flag_sink.stats()["flags_requests"] == 2
     flag_sink.clear()
     assert flag_sink.stats()["flags_requests"] == 0
+
+
+# -- scripted answers ------------------------------------------------------------------------
+
+
+def test_scripted_flags_answers_come_first_then_the_flags(flag_sink: LocalSink) -> None:
+    legacy = json.dumps({"featureFlags": {"beta": "x"}, "featureFlagPayloads": {}}).encode()
+    flag_sink.script_flags(502, ScriptedResponse(429, retry_after="3"),
+                           ScriptedResponse(200, body=legacy))
+    first, second, third, fourth = (ask(flag_sink) for _ in range(4))
+    assert first.status_code == 502
+    assert (second.status_code, second.headers["Retry-After"]) == (429, "3")
+    assert third.json() == json.loads(legacy)
+    assert values(fourth)["new-checkout"] == "test"
+    assert [r.status for r in flag_sink.requests()] == [502, 429, 200, 200]
+    assert flag_sink.stats()["flags_requests"] == 4
+
+
+def test_flags_and_capture_scripts_are_separate(flag_sink: LocalSink) -> None:
+    flag_sink.script(503)
+    flag_sink.script_flags(ScriptedResponse(drop_connection=True))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        ask(flag_sink)
+    assert post(flag_sink, "/batch/", {"api_key": KEY, "batch": [make_event()]}).status_code == 503
+    assert ask(flag_sink).status_code == 200
+
+
+def test_a_scripted_delay_still_answers_with_the_flags(flag_sink: LocalSink) -> None:
+    flag_sink.script_flags(ScriptedResponse(delay=0.2))
+    started = time.monotonic()
+    response = ask(flag_sink, "user-42")
+    assert time.monotonic() - started >= 0.2
+    assert values(response)["new-checkout"] == "control"
 
 
 # -- the flags file ---------------------------------------------------------------------------
