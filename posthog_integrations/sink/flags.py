@@ -202,7 +202,7 @@ class FlagSource:
         self._stamp: tuple[int, ...] | None = None
         if flags is None:
             return
-        if isinstance(flags, Mapping):
+        if not isinstance(flags, (str, os.PathLike)):
             self._publish(parse_flags(flags))
             return
         self.path = Path(flags)

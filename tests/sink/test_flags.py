@@ -313,9 +313,8 @@ def test_an_invalid_edit_keeps_the_last_good_values_with_one_log_line(
 def test_invalid_configurations_raise_value_error(
     tmp_path: Path, config: Any, fragment: str
 ) -> None:
-    if isinstance(config, dict):
-        with pytest.raises(ValueError, match=fragment.replace(".", r"\.")):
-            LocalSink(flags=config)
+    with pytest.raises(ValueError, match=fragment.replace(".", r"\.")):
+        LocalSink(flags=config)
     path = tmp_path / "flags.json"
     write_flags(path, config)
     with pytest.raises(ValueError, match=str(path)) as raised:
