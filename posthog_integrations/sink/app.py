@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 from werkzeug.wrappers import Request, Response
 
 from .body import BadRequest, PayloadTooLarge, decode_body, read_body
+from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
 from .query import InvalidQuery, api_query
 from .store import EventStore
@@ -31,11 +32,18 @@ __all__ = ["RecordedRequest", "ScriptedResponse", "SinkApp"]
 CAPTURE_PATHS = frozenset({"/batch", "/i/v0/e", "/e", "/capture"})
 V1_PATH = "/i/v1/analytics/events"
 API_EVENTS_PATH = "/api/events"
+FLAGS_PATH = "/flags"
 VIEWER_PATHS = frozenset({"/", "/index.html"})
 # The newest capture requests kept for requests(), by count and by bytes of raw body.
 MAX_RECORDED_REQUESTS = 10_000
 MAX_RECORDED_BYTES = 64 << 20
-_STAT_NAMES = ("requests_forgotten", "refused_host", "refused_cross_site", "refused_too_large")
+_STAT_NAMES = (
+    "flags_requests",
+    "requests_forgotten",
+    "refused_host",
+    "refused_cross_site",
+    "refused_too_large",
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class ScriptedResponse:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One capture request as the sink saw it; ``status`` is 0 when no answer was sent.
+    """One capture or /flags request as the sink saw it; ``status`` is 0 when none was sent.
 
     ``raw`` is the body as received; ``body`` and ``events`` are parsed from it on
     first access, so a long run does not keep every parsed event alive.
@@ -84,9 +92,12 @@ class RecordedRequest:
 
     @cached_property
     def events(self) -> list[dict[str, Any]]:
-        """The events in the body (empty when it was malformed)."""
+        """The events in the body (empty when it was malformed, and for /flags)."""
+        path = self.path.rstrip("/")
+        if path == FLAGS_PATH:
+            return []
         try:
-            if self.path.rstrip("/") == V1_PATH:
+            if path == V1_PATH:
                 return v1_events(self.body)
             return split_body(self.body)[1]
         except BadRequest:
@@ -157,6 +168,7 @@ class SinkApp:
     """The sink's WSGI callable.
 
     Accepted events go to ``store``; ``on_stored(events, endpoint)`` is called after each add.
+    ``/flags`` is answered from ``flags`` (no flags when None).
     """
 
     def __init__(
@@ -164,6 +176,7 @@ class SinkApp:
         store: EventStore,
         on_stored: Callable[[list[dict[str, Any]], str], None] | None = None,
         *,
+        flags: FlagSource | None = None,
         max_recorded_requests: int = MAX_RECORDED_REQUESTS,
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
     ) -> None:
@@ -174,11 +187,13 @@ class SinkApp:
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         self.store = store
+        self.flags = flags if flags is not None else FlagSource()
         self._on_stored = on_stored
         self._max_recorded_requests = max_recorded_requests
         self._max_recorded_bytes = max_recorded_bytes
         self._lock = threading.Lock()
         self._script: deque[ScriptedResponse] = deque()
+        self._flags_script: deque[ScriptedResponse] = deque()
         self._requests: deque[RecordedRequest] = deque()
         self._recorded_bytes = 0
         self._counts: Counter[str] = Counter()
@@ -191,17 +206,24 @@ class SinkApp:
 
     def script(self, *responses: ScriptedResponse | int) -> None:
         """Queue answers for the next capture requests (an int is a bare status)."""
-        items = [r if isinstance(r, ScriptedResponse) else ScriptedResponse(r) for r in responses]
         with self._lock:
-            self._script.extend(items)
+            self._script.extend(map(_scripted, responses))
+
+    def script_flags(self, *responses: ScriptedResponse | int) -> None:
+        """Queue answers for the next /flags requests (an int is a bare status).
+
+        A scripted 2xx without a ``body`` answers from the flags as usual.
+        """
+        with self._lock:
+            self._flags_script.extend(map(_scripted, responses))
 
     def requests(self) -> list[RecordedRequest]:
-        """A copy of the recorded capture requests, oldest first (only the newest are kept)."""
+        """A copy of the recorded capture and /flags requests, oldest first (the newest kept)."""
         with self._lock:
             return list(self._requests)
 
     def stats(self) -> dict[str, int]:
-        """Requests forgotten to keep the recording bounded, and requests refused, by reason."""
+        """/flags requests, requests forgotten to stay bounded, and requests refused by reason."""
         with self._lock:
             return {name: self._counts[name] for name in _STAT_NAMES}
 
@@ -209,6 +231,7 @@ class SinkApp:
         """Forget recorded requests, pending scripted answers and the :meth:`stats` counts."""
         with self._lock:
             self._script.clear()
+            self._flags_script.clear()
             self._requests.clear()
             self._recorded_bytes = 0
             self._counts.clear()
@@ -296,6 +319,8 @@ class SinkApp:
             return self._capture(request, v1=False)
         if request.method == "POST" and path == V1_PATH:
             return self._capture(request, v1=True)
+        if request.method == "POST" and path == FLAGS_PATH:
+            return self._flags(request)
         if request.method == "GET" and path == API_EVENTS_PATH:
             return self._api_events(request)
         if request.method == "GET" and path in VIEWER_PATHS:
@@ -304,9 +329,7 @@ class SinkApp:
 
     def _capture(self, request: Request, *, v1: bool) -> Response:
         received_at = time.monotonic()
-        compressed = request.headers.get("Content-Encoding", "").lower() == "gzip" or (
-            request.args.get("compression", "") in ("gzip", "gzip-js")
-        )
+        compressed = _compressed(request)
         key: str | None = None
         events: list[dict[str, Any]] = []
         failure: Response | None = None
@@ -337,27 +360,8 @@ class SinkApp:
         else:
             status = plan.status if failure is None else failure.status_code
         uuids = [e["uuid"] for e in events if isinstance(e.get("uuid"), str)]
-        recorded = RecordedRequest(
-            path=request.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            api_key=key,
-            uuids=uuids,
-            gzip=compressed,
-            content_length=len(raw),
-            status=status,
-            received_at=received_at,
-            query=request.query_string.decode("latin-1"),
-            raw=raw,
-        )
-        self._record(recorded)
-
-        if plan.hang:
-            self._released.wait()
-            _drop(request)
-        if plan.delay > 0 and self._released.wait(plan.delay):
-            _drop(request)  # the sink is stopping
-        if plan.drop_connection:
-            _drop(request)
+        self._record(_recorded(request, key, uuids, compressed, raw, status, received_at))
+        self._carry_out(plan, request)
         if failure is not None:
             return failure
         if _ok(status) and events and key is not None:
@@ -366,8 +370,56 @@ class SinkApp:
                 self._on_stored(events, request.path)
         return self._answer(plan, v1, uuids)
 
+    def _carry_out(self, plan: ScriptedResponse, request: Request) -> None:
+        """Wait, hang or drop the connection as ``plan`` says."""
+        if plan.hang:
+            self._released.wait()
+            _drop(request)
+        if plan.delay > 0 and self._released.wait(plan.delay):
+            _drop(request)  # the sink is stopping
+        if plan.drop_connection:
+            _drop(request)
+
+    def _flags(self, request: Request) -> Response:
+        """Answer a /flags request in the v2 shape from the current flags."""
+        received_at = time.monotonic()
+        compressed = _compressed(request)
+        raw = b""
+        key: str | None = None
+        failure: Response | None = None
+        answer: dict[str, Any] | None = None
+        try:
+            raw = read_body(request)
+            body = decode_body(raw, compressed)
+            key = _key_of(body) if isinstance(body, dict) else None
+            answer = flags_answer(self.flags.current(), flags_request(body))
+        except BadRequest as exc:
+            failure = _error(400, "validation_error", "invalid_payload", str(exc))
+        except MissingKey as exc:
+            failure = _error(401, "authentication_error", "invalid_api_key", str(exc))
+        except PayloadTooLarge as exc:
+            self._count_refused("too_large")
+            return _error(413, "validation_error", "payload_too_large", str(exc))
+
+        with self._lock:
+            self._counts["flags_requests"] += 1
+            plan = self._flags_script.popleft() if self._flags_script else ScriptedResponse()
+        if failure is not None and not _ok(plan.status):
+            failure = None
+        if plan.hang or plan.drop_connection:
+            status = 0
+        else:
+            status = plan.status if failure is None else failure.status_code
+        self._record(_recorded(request, key, [], compressed, raw, status, received_at))
+        self._carry_out(plan, request)
+        if failure is not None:
+            return failure
+        if plan.body is not None or not _ok(plan.status) or answer is None:
+            return self._answer(plan, False, [])
+        return _json(plan.status, answer, _retry_after(plan))
+
     def _answer(self, plan: ScriptedResponse, v1: bool, uuids: list[str]) -> Response:
-        headers = {"Retry-After": plan.retry_after} if plan.retry_after is not None else None
+        headers = _retry_after(plan)
         if plan.body is not None:
             return Response(plan.body, status=plan.status, headers=headers)
         if not 200 <= plan.status < 300:
@@ -416,6 +468,43 @@ def _viewer_page() -> tuple[bytes, str]:
         " frame-ancestors 'none'"
     )
     return page.encode(), policy
+
+
+def _scripted(response: ScriptedResponse | int) -> ScriptedResponse:
+    return response if isinstance(response, ScriptedResponse) else ScriptedResponse(response)
+
+
+def _retry_after(plan: ScriptedResponse) -> dict[str, str] | None:
+    return {"Retry-After": plan.retry_after} if plan.retry_after is not None else None
+
+
+def _compressed(request: Request) -> bool:
+    return request.headers.get("Content-Encoding", "").lower() == "gzip" or (
+        request.args.get("compression", "") in ("gzip", "gzip-js")
+    )
+
+
+def _recorded(
+    request: Request,
+    key: str | None,
+    uuids: list[str],
+    compressed: bool,
+    raw: bytes,
+    status: int,
+    received_at: float,
+) -> RecordedRequest:
+    return RecordedRequest(
+        path=request.path,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        api_key=key,
+        uuids=uuids,
+        gzip=compressed,
+        content_length=len(raw),
+        status=status,
+        received_at=received_at,
+        query=request.query_string.decode("latin-1"),
+        raw=raw,
+    )
 
 
 def _bearer(authorization: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sqlite3
 import sys
 import threading
@@ -21,6 +22,7 @@ from .app import (
     ScriptedResponse,
     SinkApp,
 )
+from .flags import FlagSource, FlagsSetting
 from .store import EventStore
 from .terminal import printable
 
@@ -84,6 +86,11 @@ class LocalSink:
     ``max_recorded_requests`` requests holding at most ``max_recorded_bytes`` of raw body.
     Bodies over 10 MiB, sent or inflated, are answered 413; requests whose Host header does
     not name the sink 421; browser requests from other sites 403. :meth:`stats` counts each.
+
+    ``POST /flags`` answers in PostHog's v2 shape from ``flags``: a path to a flags file
+    (re-read when it changes) or a mapping in the same format (see
+    :mod:`posthog_integrations.sink.flags`); without it every flag is unknown. An invalid
+    configuration raises ValueError.
     """
 
     def __init__(
@@ -96,7 +103,9 @@ class LocalSink:
         max_events: int | None = None,
         max_recorded_requests: int = MAX_RECORDED_REQUESTS,
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
+        flags: FlagsSetting = None,
     ) -> None:
+        self.flags = FlagSource(flags)  # first: a bad configuration opens no database
         self.store = EventStore(db_path, max_events=max_events)
         self.host = host
         self.port = port
@@ -105,6 +114,7 @@ class LocalSink:
         self._app = SinkApp(
             self.store,
             on_stored=self._on_stored,
+            flags=self.flags,
             max_recorded_requests=max_recorded_requests,
             max_recorded_bytes=max_recorded_bytes,
         )
@@ -187,16 +197,23 @@ class LocalSink:
         )
 
     def requests(self) -> list[RecordedRequest]:
-        """A copy of the recorded capture requests, oldest first (only the newest are kept)."""
+        """A copy of the recorded capture and /flags requests, oldest first (the newest kept)."""
         return self._app.requests()
 
     def stats(self) -> dict[str, int]:
-        """Events dropped by the store's limit, requests forgotten, and refusals by reason."""
+        """Events dropped, /flags requests, requests forgotten, and refusals by reason."""
         return {"events_dropped": self.store.dropped(), **self._app.stats()}
 
     def script(self, *responses: ScriptedResponse | int) -> None:
         """Queue answers for the next capture requests, one each; then 200 again."""
         self._app.script(*responses)
+
+    def script_flags(self, *responses: ScriptedResponse | int) -> None:
+        """Queue answers for the next /flags requests, one each; then the flags again.
+
+        A scripted 2xx without a ``body`` answers from the flags (after any ``delay``).
+        """
+        self._app.script_flags(*responses)
 
     def clear(self) -> None:
         """Forget stored events, recorded requests and queued answers."""
@@ -227,14 +244,25 @@ class LocalSink:
             self._stored.notify_all()
 
 
-def serve(host: str, port: int, db_path: str | None, echo: bool = True) -> None:
-    """Serve the sink until Ctrl-C, printing its URL and (with ``echo``) every event."""
-    sink = LocalSink(db_path, host=host, port=port, echo=echo)
+def serve(
+    host: str, port: int, db_path: str | None, echo: bool = True, flags: str | None = None
+) -> None:
+    """Serve the sink until Ctrl-C, printing its URL and (with ``echo``) every event.
+
+    ``flags`` is a flags file answered at /flags; ValueError when it is invalid.
+    """
+    sink = LocalSink(db_path, host=host, port=port, echo=echo, flags=flags)
+    handler = _log_flag_reloads()
     try:
         sink.start()
         print(f"PostHog sink listening on {sink.url}", flush=True)
         where = db_path or f"memory (lost on exit; the newest {sink.store.max_events:,} kept)"
         print(f"  events are stored in {where} ({sink.store.count()} there now)")
+        if sink.flags.path is not None:
+            print(
+                f"  feature flags from {sink.flags.path} ({sink.flags.summary()});"
+                " edits apply without a restart"
+            )
         print(f"  point a client at it:  POSTHOG_HOST={sink.url}")
         print(f"  watch them live:       {sink.url}/  (JSON at {sink.url}/api/events)")
         print("  press Ctrl-C to stop", flush=True)
@@ -243,8 +271,21 @@ def serve(host: str, port: int, db_path: str | None, echo: bool = True) -> None:
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
     finally:
+        logging.getLogger("posthog_integrations.sink").removeHandler(handler)
         sink.stop()
         sink.store.close()
+
+
+def _log_flag_reloads() -> logging.Handler:
+    """Print the sink's log lines (a flags file re-read or refused) to stderr, one each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    sink_logger = logging.getLogger("posthog_integrations.sink")
+    sink_logger.addHandler(handler)
+    if sink_logger.getEffectiveLevel() > logging.INFO:
+        sink_logger.setLevel(logging.INFO)
+    return handler
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -257,13 +298,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SQLite file for the received events (':memory:' keeps them in memory)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not print received events")
+    parser.add_argument(
+        "--flags",
+        metavar="FILE",
+        help="JSON file of feature flag values to answer /flags with (re-read when it changes)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``sink`` command from parsed ``args``; returns the exit status."""
     db_path = None if args.db == ":memory:" else args.db
     try:
-        serve(args.host, args.port, db_path, echo=not args.quiet)
+        serve(args.host, args.port, db_path, echo=not args.quiet, flags=args.flags)
+    except ValueError as exc:  # an invalid flags file
+        print(f"posthog-integrations sink: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"posthog-integrations sink: {exc}", file=sys.stderr)
         return 1

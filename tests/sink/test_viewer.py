@@ -280,6 +280,52 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             client.capture("overflow", distinct_id="alice")
             expect(page.locator("#dropped")).to_have_text("(1 oldest dropped by the sink)")
 
+            # A flag call shows the flag and its answer in the list; any event's $feature/*
+            # properties are grouped in its detail.
+            for flag, response in (("new-checkout", "test"), ("beta", False)):
+                client.capture(
+                    "$feature_flag_called",
+                    distinct_id="alice",
+                    properties={
+                        "$feature_flag": flag,
+                        "$feature_flag_response": response,
+                        f"$feature/{flag}": response,
+                    },
+                )
+            client.capture(
+                "purchase",
+                distinct_id="alice",
+                properties={
+                    "$current_url": "http://shop.test/buy",
+                    "$feature/new-checkout": "test",
+                    "$feature/beta": False,
+                    "$feature/<b>x</b>": "<i>v</i>",
+                    "$active_feature_flags": ["new-checkout"],
+                },
+            )
+            expect(names.first).to_have_text("purchase")
+            calls = page.locator("#events tr", has_text="$feature_flag_called")
+            expect(calls.locator("td.flag-call .flag-key")).to_have_text(["beta", "new-checkout"])
+            expect(calls.locator("td.flag-call .flag-value")).to_have_text(["false", "test"])
+            purchase = page.locator("#events tr", has_text="purchase")
+            expect(purchase.locator("td").last).to_have_text("http://shop.test/buy")
+
+            purchase.click()
+            expect(detail.locator("h3", has_text="Feature flags")).to_have_count(1)
+            expect(detail.locator("dl.flags dt")).to_have_text(["<b>x</b>", "beta", "new-checkout"])
+            expect(detail.locator("dl.flags dd")).to_have_text(["<i>v</i>", "false", "test"])
+            assert detail.locator("b, i").count() == 0
+
+            calls.last.click()
+            expect(detail.locator("h2")).to_have_text("$feature_flag_called")
+            expect(detail.locator("dl").first).to_contain_text("flagnew-checkoutresponsetest")
+            expect(detail.locator("dl.flags dt")).to_have_text(["new-checkout"])
+            # Events without flags have no such section.
+            page.locator("#events tr", has_text="signup").click()
+            expect(detail.locator("h3", has_text="Feature flags")).to_have_count(0)
+            purchase.click()  # for the screenshot
+            expect(detail.locator("dl.flags")).to_be_visible()
+
             assert page.evaluate("window.sameDocument") is True  # no reload happened
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
