@@ -64,6 +64,7 @@ class FlagSnapshot:
         self._reporter = reporter
         self._original = original
         self._lock = threading.Lock()
+        # Read keys in order, absent ones too (they were asked for); only present ones are copied.
         self._accessed: dict[str, None] = dict.fromkeys(key for key in accessed
                                                         if key in self._records)
         self._event_properties = _event_properties(self._records)
@@ -105,7 +106,7 @@ class FlagSnapshot:
     def only_accessed(self) -> FlagSnapshot:
         """A snapshot of only the flags read so far (empty when none was)."""
         with self._lock:
-            accessed = list(self._accessed)
+            accessed = [key for key in self._accessed if key in self._records]
         return self._child(accessed)
 
     def only(self, keys: Iterable[str]) -> FlagSnapshot:

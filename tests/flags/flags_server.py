@@ -37,6 +37,13 @@ class FlagsRequest:
         return data
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (it was cut off at its timeout) is expected here."""
+
+
 class FlagsServer:
     def __init__(self) -> None:
         self.flags_requests: list[FlagsRequest] = []
@@ -46,8 +53,7 @@ class FlagsServer:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self.stopping = threading.Event()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)

@@ -46,7 +46,8 @@ def test_each_shape_reads_as_the_same_values(
     assert snapshot.get_flag("on") is True
     assert snapshot.get_flag("split") == "b"
     assert snapshot.get_flag("off") is False
-    assert snapshot.is_enabled("split") and not snapshot.is_enabled("off")
+    assert snapshot.is_enabled("split")
+    assert not snapshot.is_enabled("off")
     assert snapshot.get_flag_payload("on") == {"a": 1}
     assert snapshot.get_flag("broken") is None
     assert snapshot.get_flag("absent", "fallback") == "fallback"

@@ -141,4 +141,5 @@ def test_the_api_key_never_reaches_the_logs(
     assert snapshot.failure == "api_error_500"
     assert "api_error_500" in caplog.text
     assert API_KEY not in caplog.text
-    assert API_KEY not in repr(snapshot) and API_KEY not in repr(client)
+    assert API_KEY not in repr(snapshot)
+    assert API_KEY not in repr(client)
