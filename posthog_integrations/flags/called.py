@@ -45,6 +45,10 @@ class CalledTracker:
         with self._lock:
             self._sent.clear()
 
+    def after_fork_in_child(self) -> None:
+        """A new lock: a thread of the parent may have held the old one at the fork."""
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._sent)
 

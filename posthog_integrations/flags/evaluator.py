@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
@@ -29,6 +30,7 @@ logger = logging.getLogger("posthog_integrations")
 
 QUOTA_LIMITED = "quota_limited"
 Capture = Callable[..., Optional[str]]
+_live_evaluators: weakref.WeakSet[FlagEvaluator] = weakref.WeakSet()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,7 @@ class FlagEvaluator:
         self._transport: Transport | None = None
         self._transport_pid = 0
         self._logged: set[str] = set()
+        _live_evaluators.add(self)
 
     def stop(self) -> None:
         """No more requests; forget which ``$feature_flag_called`` events were sent."""
@@ -74,7 +77,7 @@ class FlagEvaluator:
         """A finished snapshot when no request is needed, else the request to make."""
         person = self._identity(distinct_id)
         geoip = self._options.disable_geoip if disable_geoip is None else bool(disable_geoip)
-        group_keys = _mapping(groups, "groups")
+        group_keys = self._mapping(groups, "groups")
         if person is None or not self._active:
             return self.empty(person, group_keys, geoip, report=False)
         keys = _keys(flag_keys)
@@ -83,8 +86,8 @@ class FlagEvaluator:
             return self.empty(person, group_keys, geoip, report=report and keys != [])
         request = FlagsRequest(
             distinct_id=person, groups=group_keys,
-            person_properties=_mapping(person_properties, "person_properties"),
-            group_properties=_mapping(group_properties, "group_properties"),
+            person_properties=self._mapping(person_properties, "person_properties"),
+            group_properties=self._mapping(group_properties, "group_properties"),
             disable_geoip=geoip, flag_keys=keys,
         )
         return PendingEvaluation(self, request, report)
@@ -171,6 +174,21 @@ class FlagEvaluator:
             person = scope[DISTINCT_ID] if scope is not None else None
         return person
 
+    def _mapping(self, value: Any, name: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self._log_once(name, "%s must be a mapping, got %s; it is ignored", name,
+                           type(value).__name__)
+            return {}
+        return {str(key): item for key, item in value.items()}
+
+    def _after_fork_in_child(self) -> None:
+        """New locks (a parent thread may have held one at the fork) and no parent connection."""
+        self._lock = threading.Lock()
+        self._transport = None
+        self._tracker.after_fork_in_child()
+
     def _log_once(self, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
         """A warning the first time a kind of failure happens in this client, debug after."""
         with self._lock:
@@ -184,18 +202,18 @@ class FlagEvaluator:
         return text.replace(key, "<api key>") if key else text
 
 
-def _mapping(value: Any, name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        logger.warning("%s must be a mapping, got %s; it is ignored", name, type(value).__name__)
-        return {}
-    return {str(key): item for key, item in value.items()}
-
-
 def _keys(flag_keys: Iterable[str] | None) -> list[str] | None:
     if flag_keys is None:
         return None
     if isinstance(flag_keys, str):
         return [flag_keys]
     return [str(key) for key in dict.fromkeys(flag_keys)]
+
+
+def _reset_after_fork() -> None:
+    for evaluator in list(_live_evaluators):
+        evaluator._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
