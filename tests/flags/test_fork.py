@@ -12,7 +12,11 @@ import pytest
 from tests.flags.conftest import FlagsClientFactory
 from tests.flags.flags_server import FlagsServer
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()"),
+    # Python 3.12+ warns that forking a threaded process can deadlock: that is what is tested.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 def test_a_child_forked_while_a_flags_lock_was_held_still_evaluates(
