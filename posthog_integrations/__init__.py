@@ -41,7 +41,7 @@ from .core.context import (
     tag,
     use_default_client,
 )
-from .flags import FlagSnapshot
+from .feature_flags import FlagSnapshot
 
 __version__ = VERSION
 __all__ = [

@@ -11,8 +11,8 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from posthog_integrations.flags.evaluator import FlagEvaluator
-from posthog_integrations.flags.snapshot import FlagSnapshot
+from posthog_integrations.feature_flags.evaluator import FlagEvaluator
+from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
 from . import context as _context
 from .context import DISTINCT_ID, current_scope

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from posthog_integrations.flags.called import CalledTracker
+from posthog_integrations.feature_flags.called import CalledTracker
 from posthog_integrations.testing import capture_events
 from tests.flags.conftest import FlagsClientFactory
 from tests.flags.flags_server import FlagsServer

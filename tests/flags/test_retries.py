@@ -83,7 +83,7 @@ def test_a_dropped_connection_is_retried() -> None:
 def test_a_refused_connection_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
     from posthog_integrations import Client
     from posthog_integrations.core.transport import Transport
-    from posthog_integrations.flags.remote import FlagsFailure, fetch_flags
+    from posthog_integrations.feature_flags.remote import FlagsFailure, fetch_flags
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import pytest
 
 import posthog_integrations as posthog
 from posthog_integrations import Client, FlagSnapshot
-from posthog_integrations.flags import FlagSnapshot as PackageFlagSnapshot
+from posthog_integrations.feature_flags import FlagSnapshot as PackageFlagSnapshot
 from tests.conftest import API_KEY
 from tests.flags.conftest import FlagsClientFactory
 from tests.flags.flags_server import FlagsServer
