@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from ._version import VERSION
@@ -41,14 +41,17 @@ from .core.context import (
     tag,
     use_default_client,
 )
+from .feature_flags import FlagSnapshot
 
 __version__ = VERSION
 __all__ = [
-    "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "Posthog",
-    "alias", "api_key", "capture", "capture_exception", "configure", "debug", "disabled", "flush",
-    "get_client", "get_context_distinct_id", "get_context_session_id", "get_tags",
-    "group_identify", "host", "identify_context", "new_context", "scoped", "set",
-    "set_context_session", "set_once", "shutdown", "stats", "sync_mode", "tag",
+    "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "FlagSnapshot",
+    "Posthog", "aevaluate_flags", "alias", "api_key", "capture", "capture_exception", "configure",
+    "debug", "disabled", "evaluate_flags", "feature_enabled", "flush", "get_all_flags",
+    "get_client", "get_context_distinct_id", "get_context_session_id", "get_feature_flag",
+    "get_feature_flag_payload", "get_tags", "group_identify", "host", "identify_context",
+    "new_context", "scoped", "set", "set_context_session", "set_once", "shutdown", "stats",
+    "sync_mode", "tag",
 ]
 
 api_key: str | None = None
@@ -106,11 +109,99 @@ def capture(
     uuid: Any = None,
     groups: Mapping[str, Any] | None = None,
     disable_geoip: bool | None = None,
+    flags: FlagSnapshot | None = None,
 ) -> str | None:
-    """Capture ``event``; return its uuid, or None when it was not accepted."""
+    """Capture ``event``; return its uuid, or None when it was not accepted.
+
+    ``flags``: a snapshot from :func:`evaluate_flags` whose values ride on the event.
+    """
     return _routed_client().capture(
         event, distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid,
-        groups=groups, disable_geoip=disable_geoip,
+        groups=groups, disable_geoip=disable_geoip, flags=flags,
+    )
+
+
+def evaluate_flags(
+    distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+    person_properties: Mapping[str, Any] | None = None,
+    group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+    disable_geoip: bool | None = None, flag_keys: Iterable[str] | None = None,
+) -> FlagSnapshot:
+    """Evaluate flags with one request (see :meth:`Client.evaluate_flags`)."""
+    return _routed_client().evaluate_flags(
+        distinct_id, groups=groups, person_properties=person_properties,
+        group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+        disable_geoip=disable_geoip, flag_keys=flag_keys,
+    )
+
+
+async def aevaluate_flags(
+    distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+    person_properties: Mapping[str, Any] | None = None,
+    group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+    disable_geoip: bool | None = None, flag_keys: Iterable[str] | None = None,
+) -> FlagSnapshot:
+    """:func:`evaluate_flags` without blocking the event loop."""
+    return await _routed_client().aevaluate_flags(
+        distinct_id, groups=groups, person_properties=person_properties,
+        group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+        disable_geoip=disable_geoip, flag_keys=flag_keys,
+    )
+
+
+def feature_enabled(
+    key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+    person_properties: Mapping[str, Any] | None = None,
+    group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+    disable_geoip: bool | None = None, send_feature_flag_events: bool = True,
+) -> bool | None:
+    """Whether flag ``key`` is on, evaluated now (see :meth:`Client.feature_enabled`)."""
+    return _routed_client().feature_enabled(
+        key, distinct_id, groups=groups, person_properties=person_properties,
+        group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+        disable_geoip=disable_geoip, send_feature_flag_events=send_feature_flag_events,
+    )
+
+
+def get_feature_flag(
+    key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+    person_properties: Mapping[str, Any] | None = None,
+    group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+    disable_geoip: bool | None = None, send_feature_flag_events: bool = True,
+) -> Any:
+    """The value of flag ``key``, evaluated now (see :meth:`Client.get_feature_flag`)."""
+    return _routed_client().get_feature_flag(
+        key, distinct_id, groups=groups, person_properties=person_properties,
+        group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+        disable_geoip=disable_geoip, send_feature_flag_events=send_feature_flag_events,
+    )
+
+
+def get_feature_flag_payload(
+    key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+    person_properties: Mapping[str, Any] | None = None,
+    group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+    disable_geoip: bool | None = None,
+) -> Any:
+    """The decoded payload of flag ``key``, evaluated now."""
+    return _routed_client().get_feature_flag_payload(
+        key, distinct_id, groups=groups, person_properties=person_properties,
+        group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+        disable_geoip=disable_geoip,
+    )
+
+
+def get_all_flags(
+    distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+    person_properties: Mapping[str, Any] | None = None,
+    group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+    disable_geoip: bool | None = None,
+) -> dict[str, Any]:
+    """Every flag's value, evaluated now (see :meth:`Client.get_all_flags`)."""
+    return _routed_client().get_all_flags(
+        distinct_id, groups=groups, person_properties=person_properties,
+        group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+        disable_geoip=disable_geoip,
     )
 
 

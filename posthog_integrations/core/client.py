@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
+
+from posthog_integrations.feature_flags.evaluator import FlagEvaluator
+from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
 from . import context as _context
 from .context import DISTINCT_ID, current_scope
@@ -94,6 +98,8 @@ class Client:
             self.options.in_app_exclude,
         )
         self._hooks: ExceptHooks | None = None
+        # Flags are asked of PostHog only by a client that sends (and has a key to send with).
+        self._flags = FlagEvaluator(self.options, self.capture, active=self._send)
         if self.options.debug:
             _enable_debug_logging()
         if not self.options.api_key and not self.options.disabled:
@@ -120,14 +126,22 @@ class Client:
         uuid: Any = None,
         groups: Mapping[str, Any] | None = None,
         disable_geoip: bool | None = None,
+        flags: FlagSnapshot | None = None,
     ) -> str | None:
-        """Capture ``event``; return its uuid, or None when it was not accepted."""
+        """Capture ``event``; return its uuid, or None when it was not accepted.
+
+        ``flags`` (a snapshot from :meth:`evaluate_flags`) adds ``$feature/<key>`` for each of
+        its flags and the sorted ``$active_feature_flags``, without a request; ``properties``
+        win over them.
+        """
         if self._disabled and _recorder is None:
             return self._refused()
         try:
             if not isinstance(event, str) or not event:
                 got = repr(event) if isinstance(event, str) else type(event).__name__
                 return self._reject("event", f"event name must be a non-empty string, got {got}")
+            if flags is not None:
+                properties = self._with_flags(flags, properties)
             return self._enqueue(build_event(
                 event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
                 context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
@@ -217,6 +231,121 @@ class Client:
         except Exception:
             return self._failed("capture_exception()")
 
+    def evaluate_flags(
+        self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+        disable_geoip: bool | None = None, flag_keys: Iterable[str] | None = None,
+    ) -> FlagSnapshot:
+        """Evaluate flags for ``distinct_id`` (default: the context's) with one ``/flags`` request.
+
+        Without an identity, or on a client that does not send, the snapshot is empty and no
+        request is made. Never raises: a failed evaluation gives a snapshot that reads as
+        ``flag_defaults``.
+        """
+        try:
+            return self._flags.evaluate(
+                distinct_id, groups=groups, person_properties=person_properties,
+                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+                disable_geoip=disable_geoip, flag_keys=flag_keys)
+        except Exception:
+            self._notices.warn("failed evaluate_flags()", "evaluate_flags() failed; its flags "
+                               "read as flag_defaults", exc_info=True)
+            return self._flags.empty()
+
+    async def aevaluate_flags(
+        self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+        disable_geoip: bool | None = None, flag_keys: Iterable[str] | None = None,
+    ) -> FlagSnapshot:
+        """:meth:`evaluate_flags` for async code: the request runs in a worker thread."""
+        try:
+            prepared = self._flags.prepare(
+                distinct_id, groups=groups, person_properties=person_properties,
+                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+                disable_geoip=disable_geoip, flag_keys=flag_keys)
+            if isinstance(prepared, FlagSnapshot):
+                return prepared
+            return await asyncio.to_thread(prepared.run)
+        except Exception:
+            self._notices.warn("failed aevaluate_flags()", "aevaluate_flags() failed; its flags "
+                               "read as flag_defaults", exc_info=True)
+            return self._flags.empty()
+
+    def get_feature_flag(
+        self, key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+        disable_geoip: bool | None = None, send_feature_flag_events: bool = True,
+    ) -> Any:
+        """``True``, ``False`` or the variant of flag ``key``, evaluated now for this one flag.
+
+        When it cannot be evaluated: its entry in ``flag_defaults``, else None. Sends
+        ``$feature_flag_called`` (once per distinct id, flag, value and groups).
+        """
+        try:
+            return self._flags.evaluate(
+                distinct_id, groups=groups, person_properties=person_properties,
+                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+                disable_geoip=disable_geoip, flag_keys=[key], report=send_feature_flag_events,
+            ).get_flag(key)
+        except Exception:
+            self._notices.warn("failed get_feature_flag()", "get_feature_flag() failed; it "
+                               "returns the flag's default", exc_info=True)
+            return self.options.flag_defaults.get(key)
+
+    def feature_enabled(
+        self, key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+        disable_geoip: bool | None = None, send_feature_flag_events: bool = True,
+    ) -> bool | None:
+        """Whether flag ``key`` is on (a variant counts); None when it has no value or default."""
+        value = self.get_feature_flag(
+            key, distinct_id, groups=groups, person_properties=person_properties,
+            group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+            disable_geoip=disable_geoip, send_feature_flag_events=send_feature_flag_events)
+        return None if value is None else bool(value)
+
+    def get_feature_flag_payload(
+        self, key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+        disable_geoip: bool | None = None,
+    ) -> Any:
+        """The JSON-decoded payload of flag ``key``, evaluated now; None when there is none."""
+        try:
+            return self._flags.evaluate(
+                distinct_id, groups=groups, person_properties=person_properties,
+                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+                disable_geoip=disable_geoip, flag_keys=[key], report=False,
+            ).get_flag_payload(key)
+        except Exception:
+            self._notices.warn("failed get_feature_flag_payload()",
+                               "get_feature_flag_payload() failed; it returns None", exc_info=True)
+            return None
+
+    def get_all_flags(
+        self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
+        person_properties: Mapping[str, Any] | None = None,
+        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
+        disable_geoip: bool | None = None,
+    ) -> dict[str, Any]:
+        """Every flag's value, evaluated now; ``flag_defaults`` fill the flags with no value."""
+        try:
+            snapshot = self._flags.evaluate(
+                distinct_id, groups=groups, person_properties=person_properties,
+                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
+                disable_geoip=disable_geoip, report=False)
+            values = dict(self.options.flag_defaults)
+            values.update((key, snapshot.get_flag(key)) for key in snapshot.keys)
+            return values
+        except Exception:
+            self._notices.warn("failed get_all_flags()", "get_all_flags() failed; it returns "
+                               "flag_defaults", exc_info=True)
+            return dict(self.options.flag_defaults)
+
     def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
                     exception_source: str | None = None) -> _context.new_context:
         """A context bound to this client (see :func:`posthog_integrations.new_context`)."""
@@ -248,6 +377,7 @@ class Client:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Flush and stop. Idempotent and bounded by ``timeout``; later captures are refused."""
         self._closed = True
+        self._flags.stop()
         if self._hooks is not None:
             self._hooks.uninstall()
             self._hooks = None
@@ -333,6 +463,19 @@ class Client:
             return self._reject(error.kind, f"{kind} refused an event: {error}")
         except Exception:
             return self._failed(kind)
+
+    def _with_flags(self, flags: Any,
+                    properties: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        if not isinstance(flags, FlagSnapshot):
+            self._notices.warn("flags", "capture(flags=...) takes a snapshot from "
+                               "evaluate_flags(), got %s; the event is sent without flags",
+                               type(flags).__name__)
+            return properties
+        flag_properties = flags.event_properties()
+        if properties is None:
+            return flag_properties
+        flag_properties.update(read_mapping(properties, "properties"))
+        return flag_properties
 
     def _enqueue(self, event: Event) -> str | None:
         if self._closed:

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import os
 import threading
+import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
@@ -59,6 +60,9 @@ class ClientOptions:
     project_root: str | None = None
     in_app_include: tuple[str, ...] = ()
     in_app_exclude: tuple[str, ...] = ()
+    flags_timeout: float = 3.0
+    flag_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    feature_flags_request_max_retries: int = 1
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -155,9 +159,10 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     for name, minimum in (("flush_at", 1), ("max_batch_size", 1), ("max_queue_size", 1)):
         if name in out:
             out[name] = _int(name, out[name], minimum)
-    if "max_retries" in out:
-        out["max_retries"] = max(0, _int("max_retries", out["max_retries"], None))
-    for name in ("flush_interval", "timeout", "retry_base_delay"):
+    for name in ("max_retries", "feature_flags_request_max_retries"):
+        if name in out:
+            out[name] = max(0, _int(name, out[name], None))
+    for name in ("flush_interval", "timeout", "retry_base_delay", "flags_timeout"):
         if name in out:
             out[name] = positive_seconds(name, out[name])
     for name in ("on_error", "before_send"):
@@ -181,7 +186,24 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("in_app_include", "in_app_exclude"):
         if name in out:
             out[name] = _module_names(name, out[name])
+    if "flag_defaults" in out:
+        out["flag_defaults"] = _flag_defaults(out["flag_defaults"])
     return out
+
+
+def _flag_defaults(value: Any) -> Mapping[str, Any]:
+    """``{flag key: True, False or a variant string}``, frozen."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"flag_defaults must be a mapping of flag keys to values, got {shown(value)}")
+    for key, default in value.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(
+                f"flag_defaults keys must be non-empty flag keys, got {shown(key)}")
+        if not isinstance(default, (bool, str)):
+            raise ConfigurationError(f"flag_defaults[{key!r}] must be True, False or a variant "
+                                     f"string, got {shown(default)}")
+    return types.MappingProxyType(dict(value))
 
 
 def _int(name: str, value: Any, minimum: int | None) -> int:

@@ -68,7 +68,7 @@ class Transport:
 
     No request follows a redirect, each is cut off once ``timeout`` (or the caller's deadline,
     when sooner) has passed from connecting to the last byte of the answer, and at most
-    4 KiB of an answer's body is read.
+    4 KiB of an answer's body is read unless the caller asks for a larger bound.
     """
 
     def __init__(self, host: str, api_key: str, *, timeout: float, gzip: bool) -> None:
@@ -92,8 +92,12 @@ class Transport:
         self.send("POST", BATCH_PATH, body=body, headers=headers, deadline=deadline)
 
     def send(self, method: str, path: str, *, body: bytes | None,
-             headers: dict[str, str] | None, deadline: float | None) -> bytes:
+             headers: dict[str, str] | None, deadline: float | None,
+             max_answer_bytes: int = MAX_ANSWER_BYTES) -> bytes:
         """Make one request to ``{host}{path}``; return the start of a 2xx answer's body.
+
+        At most ``max_answer_bytes`` of the body are read (4 KiB unless a caller expecting a
+        larger answer, such as ``/flags``, asks for more).
 
         Raises :class:`APIError` for any other status, :class:`NoAnswerInTime` when the answer
         was not complete in time, or another ``requests`` error.
@@ -110,7 +114,7 @@ class Transport:
                     allow_redirects=False, stream=True,
                 )
                 try:
-                    content = _read_at_most(response, MAX_ANSWER_BYTES)
+                    content = _read_at_most(response, max_answer_bytes)
                 finally:
                     response.close()
             except Exception as error:

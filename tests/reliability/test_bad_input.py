@@ -477,14 +477,15 @@ arbitrary_values = st.one_of(
         print, len, (lambda *args: None), Client, object, b"/x",
     ]),
 )
-SECONDS = {"flush_interval", "timeout", "retry_base_delay"}
+SECONDS = {"flush_interval", "timeout", "retry_base_delay", "flags_timeout"}
 usable_option: dict[str, Callable[[Any], bool]] = {
     **{name: lambda v: type(v) is bool for name in (
         "debug", "disabled", "send", "sync_mode", "gzip", "disable_geoip",
         "historical_migration", "enable_exception_autocapture")},
     **{name: lambda v: type(v) is int and v >= 1
        for name in ("flush_at", "max_batch_size", "max_queue_size")},
-    "max_retries": lambda v: type(v) is int and v >= 0,
+    **{name: lambda v: type(v) is int and v >= 0
+       for name in ("max_retries", "feature_flags_request_max_retries")},
     # a wait the platform can perform: threading's waits and socket timeouts overflow beyond
     **{name: lambda v: type(v) is float and 0 < v <= threading.TIMEOUT_MAX for name in SECONDS},
     "api_key": lambda v: isinstance(v, str),
@@ -495,6 +496,8 @@ usable_option: dict[str, Callable[[Any], bool]] = {
     "project_root": lambda v: v is None or isinstance(v, str),
     "in_app_include": lambda v: isinstance(v, tuple) and all(isinstance(m, str) for m in v),
     "in_app_exclude": lambda v: isinstance(v, tuple) and all(isinstance(m, str) for m in v),
+    "flag_defaults": lambda v: isinstance(v, Mapping) and all(
+        isinstance(k, str) and k and isinstance(d, (bool, str)) for k, d in v.items()),
 }
 
 
