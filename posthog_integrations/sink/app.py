@@ -352,13 +352,7 @@ class SinkApp:
 
         with self._lock:
             plan = self._script.popleft() if self._script else ScriptedResponse()
-        # A scripted 2xx does not hide a malformed request; any other scripted status wins.
-        if failure is not None and not _ok(plan.status):
-            failure = None
-        if plan.hang or plan.drop_connection:
-            status = 0
-        else:
-            status = plan.status if failure is None else failure.status_code
+        failure, status = _outcome(plan, failure)
         uuids = [e["uuid"] for e in events if isinstance(e.get("uuid"), str)]
         self._record(_recorded(request, key, uuids, compressed, raw, status, received_at))
         self._carry_out(plan, request)
@@ -404,12 +398,7 @@ class SinkApp:
         with self._lock:
             self._counts["flags_requests"] += 1
             plan = self._flags_script.popleft() if self._flags_script else ScriptedResponse()
-        if failure is not None and not _ok(plan.status):
-            failure = None
-        if plan.hang or plan.drop_connection:
-            status = 0
-        else:
-            status = plan.status if failure is None else failure.status_code
+        failure, status = _outcome(plan, failure)
         self._record(_recorded(request, key, [], compressed, raw, status, received_at))
         self._carry_out(plan, request)
         if failure is not None:
@@ -511,6 +500,18 @@ def _bearer(authorization: str) -> str | None:
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def _outcome(plan: ScriptedResponse, failure: Response | None) -> tuple[Response | None, int]:
+    """The refusal that still stands, and the status recorded (0: no answer is sent).
+
+    A scripted 2xx does not hide a malformed request; any other scripted status wins over it.
+    """
+    if failure is not None and not _ok(plan.status):
+        failure = None
+    if plan.hang or plan.drop_connection:
+        return failure, 0
+    return failure, plan.status if failure is None else failure.status_code
 
 
 def _ok(status: int) -> bool:
