@@ -3,15 +3,19 @@
 ``requests`` applies its timeout to each socket operation, so a server that sends a byte now and
 then never trips it. While a :class:`Cutoff` is active in a thread, the connections of
 :class:`CutoffAdapter` tell it which socket that thread's request uses (when a pooled one is
-reused, or a new one has connected); at the deadline a timer thread shuts that socket down, and
-the read blocked on it fails at once.
+reused, or a new one has connected); at the deadline one watchdog thread, shared by every
+request of the process, shuts that socket down, and the read blocked on it fails at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -24,22 +28,18 @@ _POLL_WHILE_CONNECTING = 0.02  # the socket exists only once connected: look aga
 class Cutoff:
     """Cuts the connection of the request made in this thread once ``seconds`` have passed."""
 
+    __slots__ = ("_lock", "_socket", "done", "fired", "seconds")
+
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.fired = False
+        self.done = False
         self._lock = threading.Lock()
-        self._done = threading.Event()
         self._socket: Any = None
-        self._timer: threading.Thread | None = threading.Thread(
-            target=self._watch, name="posthog-integrations-cutoff", daemon=True
-        )
 
     def __enter__(self) -> Cutoff:
         _active.cutoff = self
-        try:
-            self._timer.start()  # type: ignore[union-attr]
-        except RuntimeError:  # interpreter shutting down: only the socket timeouts apply
-            self._timer = None
+        _watchdog.watch(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -47,27 +47,84 @@ class Cutoff:
         _active.cutoff = None
         with self._lock:
             self._socket = None
-            self._done.set()
+            self.done = True
 
     def use(self, sock: Any) -> None:
         """The request now runs over ``sock``."""
         with self._lock:
             self._socket = sock
 
-    def _watch(self) -> None:
-        if self._done.wait(self.seconds):
-            return
-        while True:
-            with self._lock:
-                if self._done.is_set():
-                    return
-                if self._socket is not None:
-                    self.fired = True
-                    with contextlib.suppress(OSError):
-                        self._socket.shutdown(socket.SHUT_RDWR)
-                    return
-            if self._done.wait(_POLL_WHILE_CONNECTING):
+    def expire(self) -> bool:
+        """Cut the connection now; False when it is not connected yet (ask again soon)."""
+        with self._lock:
+            if self.done:
+                return True
+            if self._socket is None:
+                return False
+            self.fired = True
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+            return True
+
+
+class _Watchdog:
+    """One daemon thread that expires every active cutoff at its deadline.
+
+    Started on the first request; a request whose cutoff is finished before its deadline costs
+    a heap push and nothing else. When no thread can start (the interpreter is exiting) only
+    the socket timeouts apply.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._deadlines: list[tuple[float, int, Cutoff]] = []
+        self._order = itertools.count()  # ties never compare two cutoffs
+        self._thread: threading.Thread | None = None
+
+    def watch(self, cutoff: Cutoff, deadline: float) -> None:
+        with self._condition:
+            if self._thread is None and not self._start():
                 return
+            heapq.heappush(self._deadlines, (deadline, next(self._order), cutoff))
+            if self._deadlines[0][2] is cutoff:  # sooner than what the thread waits for
+                self._condition.notify()
+
+    def _start(self) -> bool:
+        thread = threading.Thread(target=self._run, name="posthog-integrations-cutoff",
+                                  daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            return False
+        self._thread = thread
+        return True
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                while self._deadlines and (self._deadlines[0][2].done
+                                           or self._deadlines[0][0] <= now):
+                    deadline, _, cutoff = heapq.heappop(self._deadlines)
+                    if deadline <= now and not cutoff.expire():
+                        heapq.heappush(self._deadlines, (now + _POLL_WHILE_CONNECTING,
+                                                         next(self._order), cutoff))
+                        break
+                wait = self._deadlines[0][0] - now if self._deadlines else None
+                self._condition.wait(wait)
+
+
+_watchdog = _Watchdog()
+
+
+def _new_watchdog_after_fork() -> None:
+    """The parent's watchdog thread does not exist in a forked child, and its lock may be held."""
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_watchdog_after_fork)
 
 
 class CutoffAdapter(HTTPAdapter):

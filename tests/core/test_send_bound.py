@@ -8,12 +8,14 @@ bound, which is what the code controls; without the bound these sends take 6 s o
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from posthog_integrations import Client
 from posthog_integrations.check import run_check
+from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
 from tests.loopback import Answer, LoopbackServer, answer_never, dribble_body, dribble_head
 
@@ -76,3 +78,16 @@ def test_a_background_attempt_is_cut_at_the_timeout_and_retried(
     assert len(server.requests) == 2
     assert elapsed < 2 * TIMEOUT + SLACK
     assert client.stats().dropped_by_reason["failed"] == 1
+
+
+def test_every_request_shares_one_watchdog_thread(sink: LocalSink) -> None:
+    """The deadline costs no thread per request: one watchdog serves them all, and stays."""
+    client = Client(API_KEY, host=sink.url, sync_mode=True, timeout=TIMEOUT)
+    seen: list[set[int]] = []
+    for number in range(5):
+        assert client.capture(f"e{number}", distinct_id="u") is not None
+        seen.append({thread.ident or 0 for thread in threading.enumerate()
+                     if thread.name == "posthog-integrations-cutoff"})
+    assert len(seen[0]) == 1
+    assert all(watchdogs == seen[0] for watchdogs in seen)
+    assert sink.store.count() == 5
