@@ -263,3 +263,13 @@ def test_the_fixture_is_removed_after_its_test(tmp_path: Path) -> None:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
          str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "2 passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_module_functions_answer_too(posthog_flags: FlagOverrideControl,
+                                         posthog_events: CapturedEvents) -> None:
+    posthog_flags.set({"new-checkout": "test"}, payloads={"new-checkout": "plain text"})
+    with posthog.new_context():
+        posthog.identify_context("user-4")
+        assert posthog.evaluate_flags().get_flag("new-checkout") == "test"
+        assert posthog.get_feature_flag_payload("new-checkout") == "plain text"
+    assert posthog_events.one("$feature_flag_called")["distinct_id"] == "user-4"
