@@ -21,6 +21,7 @@ from posthog_integrations.core.events import InvalidEvent, normalize_distinct_id
 from posthog_integrations.core.options import ClientOptions
 from posthog_integrations.core.transport import Transport
 
+from . import overrides
 from .called import CalledTracker, called_properties
 from .records import FlagRecord, FlagResponse, FlagValue
 from .remote import FlagsFailure, FlagsRequest, fetch_flags
@@ -78,6 +79,11 @@ class FlagEvaluator:
         person = self._identity(distinct_id)
         geoip = self._options.disable_geoip if disable_geoip is None else bool(disable_geoip)
         group_keys = self._mapping(groups, "groups")
+        overridden = overrides.current  # set only by posthog_integrations.testing
+        if overridden is not None:
+            return overridden.snapshot(person, group_keys, geoip, _keys(flag_keys),
+                                       defaults=self._options.flag_defaults,
+                                       reporter=self._report if report else None)
         if person is None or not self._active:
             return self.empty(person, group_keys, geoip, report=False)
         keys = _keys(flag_keys)
@@ -208,6 +214,12 @@ def _keys(flag_keys: Iterable[str] | None) -> list[str] | None:
     if isinstance(flag_keys, str):
         return [flag_keys]
     return [str(key) for key in dict.fromkeys(flag_keys)]
+
+
+def forget_called_events() -> None:
+    """Every client forgets which ``$feature_flag_called`` events it sent."""
+    for evaluator in list(_live_evaluators):
+        evaluator._tracker.clear()
 
 
 def _reset_after_fork() -> None:

@@ -1,4 +1,5 @@
-"""pytest plugin, registered by entry point: the ``posthog_events`` fixture."""
+"""pytest plugin, registered by entry point: the ``posthog_events`` and ``posthog_flags``
+fixtures."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from .flags import FlagOverrideControl
     from .recording import CapturedEvents
 
 
@@ -18,3 +20,19 @@ def posthog_events() -> Iterator[CapturedEvents]:
 
     with capture_events() as events:
         yield events
+
+
+@pytest.fixture
+def posthog_flags() -> Iterator[FlagOverrideControl]:
+    """Flags answered by every client from ``posthog_flags.set({...})``, with no request.
+
+    Every flag reads as missing until ``set()``; ``clear()`` goes back to that. Removed after
+    the test.
+    """
+    from .flags import FlagOverrideControl
+
+    control = FlagOverrideControl()
+    try:
+        yield control
+    finally:
+        control.close()
