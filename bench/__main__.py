@@ -29,6 +29,7 @@ from .core import BENCHMARKS as CORE_BENCHMARKS
 from .core import FULL, QUICK, Benchmark, RunResult, run_all
 from .django_requests import DJANGO_BENCHMARKS
 from .endpoint import Endpoint, EndpointError
+from .flags import FLAGS_BENCHMARKS
 from .flask_requests import FLASK_BENCHMARKS
 from .memory import MEMORY_BENCHMARKS
 from .readme import README, update_readme
@@ -37,7 +38,7 @@ from .variants import MAX_QUEUE_SIZE, available_variants
 from .web import WEB_BENCHMARKS
 
 BENCHMARKS = (*CORE_BENCHMARKS, *BURST_BENCHMARKS, *MEMORY_BENCHMARKS, *WEB_BENCHMARKS,
-              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS)
+              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS, *FLAGS_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,7 +52,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
-                             "exception, capture, delivery, burst, memory, asgi, django, flask "
+                             "exception, capture, delivery, burst, memory, asgi, django, flask, flags "
                              "(or a single benchmark such as capture_10, asgi_server, "
                              "flask_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",

@@ -1,6 +1,7 @@
 """The local capture endpoint, run in a child process so its work never takes the client's GIL.
 
-The child runs :class:`posthog_integrations.sink.LocalSink` and answers small commands sent over
+The child runs :class:`posthog_integrations.sink.LocalSink`, answering ``/flags`` from
+:data:`BENCH_FLAGS`, and answers small commands sent over
 a :func:`multiprocessing.Pipe`:
 
 ``("delivered", api_key, expected, timeout)``
@@ -25,13 +26,26 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Delivery", "Endpoint", "EndpointError"]
+__all__ = ["BENCH_FLAGS", "READ_FLAG", "READ_FLAG_VALUE", "Delivery", "Endpoint", "EndpointError"]
 
 _START_TIMEOUT = 60.0
 _REPLY_TIMEOUT = 120.0
 _POLL = 0.02
 # Stop waiting for late events once none arrived for this long.
 _SETTLE = 3.0
+
+READ_FLAG = "new-checkout"
+READ_FLAG_VALUE = "test"
+# The flags /flags answers with: five, the same for everyone (see bench.flags).
+BENCH_FLAGS: dict[str, Any] = {
+    "flags": {
+        READ_FLAG: READ_FLAG_VALUE,
+        "dark-mode": True,
+        "beta-banner": False,
+        "search-v2": "control",
+        "fast-checkout": True,
+    },
+}
 
 
 class EndpointError(RuntimeError):
@@ -119,7 +133,7 @@ def _child_main(conn: Connection) -> None:
     try:
         from posthog_integrations.sink import LocalSink
 
-        sink = LocalSink().start()
+        sink = LocalSink(flags=BENCH_FLAGS).start()
     except BaseException as exc:
         conn.send(("error", f"the local sink did not start: {exc!r}"))
         return
