@@ -20,7 +20,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .core import (
     FLUSH_TIMEOUT,
@@ -33,6 +33,9 @@ from .core import (
 from .endpoint import BENCH_FLAGS, READ_FLAG, READ_FLAG_VALUE, Endpoint
 from .variants import DISTINCT_ID, EVENT_NAME, Variant, build_starlette_app
 from .web import time_asgi_requests
+
+if TYPE_CHECKING:
+    from starlette.responses import PlainTextResponse
 
 __all__ = ["FLAGS_BENCHMARKS", "read_flags_ours"]
 
@@ -108,9 +111,9 @@ async def read_flags_ours() -> Any:
 
 
 def _ours_app(client: Any) -> Any:
-    import posthog_integrations
     from starlette.requests import Request
-    from starlette.responses import PlainTextResponse
+
+    import posthog_integrations
 
     from .variants import OursVariant
 
@@ -126,7 +129,6 @@ def _ours_app(client: Any) -> Any:
 def _official_app(client: Any) -> Any:
     import posthog
     from starlette.requests import Request
-    from starlette.responses import PlainTextResponse
 
     async def item(request: Request) -> PlainTextResponse:
         snapshot = client.evaluate_flags()
@@ -154,7 +156,7 @@ def _official_app(client: Any) -> Any:
     return build_starlette_app(None, None, item, middleware_class=OfficialContextMiddleware)
 
 
-def _answer(request: Any, variant: Any) -> Any:
+def _answer(request: Any, variant: Any) -> PlainTextResponse:
     from starlette.responses import PlainTextResponse
 
     # A flag that did not come back from /flags fails the run rather than timing a shortcut.
