@@ -290,7 +290,9 @@ def render_markdown(
         "",
         f"- generated: {meta['generated_at']} ({meta['mode']} run, {meta['settings_text']})",
         f"- variants: {', '.join(f'{k} = {v}' for k, v in meta['variants'].items())}",
-        f"- Python {env['python']} on {env['platform']}, {env['cpu_count']} CPU(s)",
+        f"- Python {env['python']} on {env['platform']}, {env['cpu_count']} CPU(s); load average"
+        f" (1/5/15 min) {env.get('load_average_at_start')} at the start,"
+        f" {env.get('load_average_at_end')} at the end",
         f"- git commit: {env['git_commit'] or 'none'}"
         + (" (the library had uncommitted changes)"
            if env["library_has_uncommitted_changes"] else ""),
