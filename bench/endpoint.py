@@ -7,6 +7,8 @@ a :func:`multiprocessing.Pipe`:
 ``("delivered", api_key, expected, timeout)``
     wait until ``expected`` distinct events of ``api_key`` were accepted (or none came for a
     few seconds, or ``timeout`` passed), then reply with a :class:`Delivery` as a dict;
+``("flags_requests",)``
+    reply with how many ``/flags`` requests the endpoint answered since the last clear;
 ``("clear",)``
     forget every stored event and recorded request (keeps the child's memory flat), and
     restart the endpoint's CPU clock;
@@ -151,6 +153,8 @@ def _child_main(conn: Connection) -> None:
                     _, api_key, expected, timeout = message
                     reply = _delivered(sink, api_key, expected, timeout, cpu_since)
                     conn.send(("ok", reply))
+                elif command == "flags_requests":
+                    conn.send(("ok", sink.stats()["flags_requests"]))
                 elif command == "clear":
                     sink.clear()
                     cpu_since = time.process_time()
@@ -201,6 +205,10 @@ class Endpoint:
         """Counts for ``api_key``, once ``expected`` events arrived or ``timeout`` passed."""
         payload = self._call(("delivered", api_key, expected, timeout), timeout + _REPLY_TIMEOUT)
         return Delivery(**payload)
+
+    def flags_requests(self) -> int:
+        """``/flags`` requests answered since the last clear."""
+        return int(self._call(("flags_requests",), _REPLY_TIMEOUT))
 
     def clear(self) -> None:
         self._call(("clear",), _REPLY_TIMEOUT)

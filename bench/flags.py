@@ -181,6 +181,7 @@ def _flags_request(variant: Variant, endpoint: Endpoint, settings: Settings,
         wrapped = (_ours_app if variant.name == "ours" else _official_app)(client)
         # Each request waits for one /flags answer: fewer requests per sample than asgi_direct.
         block = max(10, settings.request_block // 10)
+        flags_before = endpoint.flags_requests()
         for app in (bare, wrapped):  # build Starlette's middleware stack, warm caches
             _timed(loop, app, block * 2)
         times: dict[str, list[float]] = {"bare": [], "bare_cpu": [], "wrapped": [],
@@ -191,6 +192,11 @@ def _flags_request(variant: Variant, endpoint: Endpoint, settings: Settings,
                 wall, cpu = _timed(loop, app, block)
                 times[name].append(wall / block * 1e6)
                 times[f"{name}_cpu"].append(cpu / block * 1e6)
+        requests = block * (2 + settings.request_samples)
+        flags_requests = endpoint.flags_requests() - flags_before
+        if flags_requests != requests:
+            raise RuntimeError(f"expected one /flags request per request ({requests:,}), "
+                               f"the endpoint answered {flags_requests:,}")
         variant.flush(client, FLUSH_TIMEOUT)
     finally:
         loop.close()
