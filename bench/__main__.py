@@ -29,15 +29,24 @@ from .core import BENCHMARKS as CORE_BENCHMARKS
 from .core import FULL, QUICK, Benchmark, RunResult, run_all
 from .django_requests import DJANGO_BENCHMARKS
 from .endpoint import Endpoint, EndpointError
+from .flags import FLAGS_BENCHMARKS
 from .flask_requests import FLASK_BENCHMARKS
 from .memory import MEMORY_BENCHMARKS
 from .readme import README, update_readme
-from .report import build_rows, environment, generated_at, render_text, table_rows, write_results
+from .report import (
+    build_rows,
+    environment,
+    generated_at,
+    load_average,
+    render_text,
+    table_rows,
+    write_results,
+)
 from .variants import MAX_QUEUE_SIZE, available_variants
 from .web import WEB_BENCHMARKS
 
 BENCHMARKS = (*CORE_BENCHMARKS, *BURST_BENCHMARKS, *MEMORY_BENCHMARKS, *WEB_BENCHMARKS,
-              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS)
+              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS, *FLAGS_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,8 +60,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
-                             "exception, capture, delivery, burst, memory, asgi, django, flask "
-                             "(or a single benchmark such as capture_10, asgi_server, "
+                             "exception, capture, delivery, burst, memory, asgi, django, flask, "
+                             "flags (or a single benchmark such as capture_10, asgi_server, "
                              "flask_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the JSON results to PATH")
@@ -158,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench ({mode}): {settings.describe()}", file=sys.stderr)
     print(f"variants: {', '.join(v.label for v in variants)}; max_queue_size={MAX_QUEUE_SIZE:,}",
           file=sys.stderr)
+    load_at_start = load_average()
     started = time.perf_counter()
     try:
         with Endpoint() as endpoint:
@@ -180,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_time_s": round(wall, 1),
         "variants": {variant.name: variant.label for variant in variants},
         "missing_variants": missing,
-        "environment": environment(),
+        "environment": environment(load_at_start),
         "notes": notes,
     }
 

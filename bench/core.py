@@ -36,6 +36,8 @@ __all__ = [
     "paired_samples",
     "percentile",
     "run_all",
+    "run_with_client",
+    "samples_metrics",
 ]
 
 TEN_PROPERTIES: dict[str, Any] = {f"k{i}": i for i in range(10)}
@@ -170,7 +172,7 @@ class WarningCounter(logging.Handler):
             self.messages.append(f"{record.levelname}: (unformattable message)")
 
 
-def _run_with_client(
+def run_with_client(
     variant: Variant,
     endpoint: Endpoint,
     result: RunResult,
@@ -232,10 +234,10 @@ def _capture_cost(properties: Mapping[str, Any] | None) -> Callable[
             # Deliver the backlog before shutdown (not timed): shutdown timeouts differ.
             result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
             result.samples_us = samples
-            result.metrics = _samples_metrics(samples)
+            result.metrics = samples_metrics(samples)
             return captured
 
-        _run_with_client(variant, endpoint, result, body)
+        run_with_client(variant, endpoint, result, body)
 
     return run
 
@@ -264,10 +266,10 @@ def _delivery(variant: Variant, endpoint: Endpoint, settings: Settings, result: 
         }
         return count
 
-    _run_with_client(variant, endpoint, result, body)
+    run_with_client(variant, endpoint, result, body)
 
 
-def _samples_metrics(samples: list[float]) -> dict[str, float]:
+def samples_metrics(samples: list[float]) -> dict[str, float]:
     return {
         "median_us": statistics.median(samples),
         "p10_us": percentile(samples, 0.10),
@@ -292,7 +294,7 @@ def paired_samples(bare: Any, wrapped: Any, time_block: Callable[[Any, int], flo
     median, bare_median = statistics.median(wrapped_us), statistics.median(bare_us)
     result.samples_us = wrapped_us
     result.metrics = {
-        **_samples_metrics(wrapped_us),
+        **samples_metrics(wrapped_us),
         "bare_us": bare_median,
         "ratio_to_bare": median / bare_median,
     }
@@ -313,7 +315,7 @@ def _context(variant: Variant, endpoint: Endpoint, settings: Settings, result: R
             block()
         samples.append((clock() - start) / settings.block / 1000.0)
     result.samples_us = samples
-    result.metrics = _samples_metrics(samples)
+    result.metrics = samples_metrics(samples)
 
 
 def _chained_error() -> BaseException:
@@ -349,10 +351,10 @@ def _capture_exception(
             samples.append((clock() - start) / 1000.0)
         result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
         result.samples_us = samples
-        result.metrics = _samples_metrics(samples)
+        result.metrics = samples_metrics(samples)
         return settings.warmup_blocks + count
 
-    _run_with_client(variant, endpoint, result, body)
+    run_with_client(variant, endpoint, result, body)
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (

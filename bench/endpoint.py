@@ -1,11 +1,14 @@
 """The local capture endpoint, run in a child process so its work never takes the client's GIL.
 
-The child runs :class:`posthog_integrations.sink.LocalSink` and answers small commands sent over
+The child runs :class:`posthog_integrations.sink.LocalSink`, answering ``/flags`` from
+:data:`BENCH_FLAGS`, and answers small commands sent over
 a :func:`multiprocessing.Pipe`:
 
 ``("delivered", api_key, expected, timeout)``
     wait until ``expected`` distinct events of ``api_key`` were accepted (or none came for a
     few seconds, or ``timeout`` passed), then reply with a :class:`Delivery` as a dict;
+``("flags_requests",)``
+    reply with how many ``/flags`` requests the endpoint answered since the last clear;
 ``("clear",)``
     forget every stored event and recorded request (keeps the child's memory flat), and
     restart the endpoint's CPU clock;
@@ -25,13 +28,26 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Delivery", "Endpoint", "EndpointError"]
+__all__ = ["BENCH_FLAGS", "READ_FLAG", "READ_FLAG_VALUE", "Delivery", "Endpoint", "EndpointError"]
 
 _START_TIMEOUT = 60.0
 _REPLY_TIMEOUT = 120.0
 _POLL = 0.02
 # Stop waiting for late events once none arrived for this long.
 _SETTLE = 3.0
+
+READ_FLAG = "new-checkout"
+READ_FLAG_VALUE = "test"
+# The flags /flags answers with: five, the same for everyone (see bench.flags).
+BENCH_FLAGS: dict[str, Any] = {
+    "flags": {
+        READ_FLAG: READ_FLAG_VALUE,
+        "dark-mode": True,
+        "beta-banner": False,
+        "search-v2": "control",
+        "fast-checkout": True,
+    },
+}
 
 
 class EndpointError(RuntimeError):
@@ -119,7 +135,7 @@ def _child_main(conn: Connection) -> None:
     try:
         from posthog_integrations.sink import LocalSink
 
-        sink = LocalSink().start()
+        sink = LocalSink(flags=BENCH_FLAGS).start()
     except BaseException as exc:
         conn.send(("error", f"the local sink did not start: {exc!r}"))
         return
@@ -137,6 +153,8 @@ def _child_main(conn: Connection) -> None:
                     _, api_key, expected, timeout = message
                     reply = _delivered(sink, api_key, expected, timeout, cpu_since)
                     conn.send(("ok", reply))
+                elif command == "flags_requests":
+                    conn.send(("ok", sink.stats()["flags_requests"]))
                 elif command == "clear":
                     sink.clear()
                     cpu_since = time.process_time()
@@ -187,6 +205,10 @@ class Endpoint:
         """Counts for ``api_key``, once ``expected`` events arrived or ``timeout`` passed."""
         payload = self._call(("delivered", api_key, expected, timeout), timeout + _REPLY_TIMEOUT)
         return Delivery(**payload)
+
+    def flags_requests(self) -> int:
+        """``/flags`` requests answered since the last clear."""
+        return int(self._call(("flags_requests",), _REPLY_TIMEOUT))
 
     def clear(self) -> None:
         self._call(("clear",), _REPLY_TIMEOUT)

@@ -44,27 +44,60 @@ def _target(row: Mapping[str, Any]) -> str:
     return f"{bound}: {'met' if row['target_met'] else '**missed**'}"
 
 
+def _load(env: Mapping[str, Any]) -> str:
+    """The machine's load averages during the run, as the results recorded them."""
+    def shown(values: list[float] | None) -> str | None:
+        return None if not values else " / ".join(f"{value:.2f}" for value in values)
+
+    start, end = shown(env.get("load_average_at_start")), shown(env.get("load_average_at_end"))
+    if start and end:
+        return f"load average (1 / 5 / 15 min) {start} at the start, {end} at the end"
+    if end:
+        return f"load average (1 / 5 / 15 min) {end} at the end"
+    return "load average not recorded"
+
+
+def _is_ratio_to_bare(row: Mapping[str, Any]) -> bool:
+    return bool(row["metric"] == "ratio_to_bare")
+
+
 def render_section(document: Mapping[str, Any]) -> str:
-    """The Markdown between the markers: where and how the numbers were taken, then the table."""
+    """The Markdown between the markers: where, how and under what load the numbers were taken,
+    then the table, ratios first."""
     env = document["environment"]
     variants = document["variants"]
     lines = [
         f"Measured side by side with the official package ({variants.get('official', 'absent')})"
         f" in one run on {env['cpu_count']} cores, {env['implementation']} {env['python']},"
-        f" {document['generated_at'][:10]}, commit {env['git_commit'] or 'unknown'}"
+        f" {document['generated_at'][:10]}, commit {env['git_commit'] or 'unknown'};"
+        f" machine state: {_load(env)}"
         f" ({document['mode']} run: {document['settings_text']}).",
         "",
-        "| | posthog-integrations | official | bare app | ours vs official | target |",
-        "|---|---|---|---|---|---|",
+        "Ratios first: ours, the official client and the bare app are measured in the same"
+        " runs, so a ratio holds however busy the shared machine is.",
+        "",
+        "| | ours vs official | ours, x bare | official, x bare | target |",
+        "|---|---|---|---|---|",
+    ]
+    absolute = [
+        "",
+        "Absolute numbers, for information: they move with the machine's load.",
+        "",
+        "| | posthog-integrations | official | bare app |",
+        "|---|---|---|---|",
     ]
     for row in document["rows"]:
         label, ours, official, bare = row["cells"][:4]
         label = _SPREAD_IN_LABEL.sub("", label)
-        lines.append(
-            f"| {label} | {_median_only(ours)} | {_median_only(official)} |"
-            f" {_median_only(bare) if bare != '-' else ''} | {_comparison(row['cells'][4])} |"
-            f" {_target(row)} |"
-        )
+        ours, official = _median_only(ours), _median_only(official)
+        if _is_ratio_to_bare(row):
+            ratios = f"{ours} | {official}"
+        else:
+            ratios = " | "
+            bare = _median_only(bare) if bare != "-" else ""
+            absolute.append(f"| {label} | {ours} | {official} | {bare} |")
+        lines.append(f"| {label} | {_comparison(row['cells'][4])} | {ratios} | {_target(row)} |")
+    lines += absolute
     if not document["ok"]:
         lines += ["", f"This run had failures: {'; '.join(document['failures'])}."]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import importlib.metadata
 import inspect
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Callable
 
 __all__ = [
@@ -249,8 +249,14 @@ REQUEST_HEADERS = {
 }
 
 
-def build_starlette_app(variant: Variant | None, client: Any) -> Any:
-    """A one-route Starlette app, wrapped the way users add middleware (bare when None)."""
+def build_starlette_app(variant: Variant | None, client: Any,
+                        view: Callable[[Any], Awaitable[Any]] | None = None,
+                        middleware_class: Any = None) -> Any:
+    """A one-route Starlette app, wrapped the way users add middleware (bare when None).
+
+    ``view`` replaces the route's plain answer; ``middleware_class`` adds a middleware that
+    takes no options (with ``variant=None``).
+    """
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
@@ -262,9 +268,11 @@ def build_starlette_app(variant: Variant | None, client: Any) -> Any:
 
     middleware = []
     if variant is not None:
-        middleware_class, options = variant.asgi_middleware()
-        middleware.append(Middleware(middleware_class, client=client, **options))
-    return Starlette(routes=[Route(STARLETTE_ROUTE, item)], middleware=middleware)
+        variant_middleware, options = variant.asgi_middleware()
+        middleware.append(Middleware(variant_middleware, client=client, **options))
+    elif middleware_class is not None:
+        middleware.append(Middleware(middleware_class))
+    return Starlette(routes=[Route(STARLETTE_ROUTE, view or item)], middleware=middleware)
 
 
 def build_flask_app(variant: Variant | None, client: Any) -> Any:

@@ -27,12 +27,12 @@ from .endpoint import Endpoint
 from .servers import REQUEST_PATH, compare_with_bare
 from .variants import Variant, build_starlette_app
 
-__all__ = ["WEB_BENCHMARKS"]
+__all__ = ["WEB_BENCHMARKS", "time_asgi_requests"]
 
 Message = dict[str, Any]
 
 
-async def _requests(app: Callable[..., Awaitable[None]], count: int) -> float:
+async def time_asgi_requests(app: Callable[..., Awaitable[None]], count: int) -> float:
     """Seconds for ``count`` sequential requests through ``app``."""
     template = asgi_scope(REQUEST_PATH)
     request: Message = {"type": "http.request", "body": b"", "more_body": False}
@@ -65,9 +65,9 @@ def _asgi_direct(variant: Variant, endpoint: Endpoint, settings: Settings,
         wrapped = build_starlette_app(variant, client)
         block = settings.request_block
         for app in (bare, wrapped):  # build Starlette's middleware stack, warm caches
-            loop.run_until_complete(_requests(app, block * 5))
+            loop.run_until_complete(time_asgi_requests(app, block * 5))
         paired_samples(bare, wrapped,
-                       lambda app, count: loop.run_until_complete(_requests(app, count)),
+                       lambda app, count: loop.run_until_complete(time_asgi_requests(app, count)),
                        settings.request_samples, block, result)
     finally:
         loop.close()
