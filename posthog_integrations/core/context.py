@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Callable, Final, Optional, Protocol, TypeVar, Union, cast
@@ -41,15 +42,17 @@ class LazyIdentity:
     Adapters install a request's identity this way when finding it costs something (loading
     the logged-in user), so a request that captures nothing never pays for it. It stands in the
     distinct id's place in a scope; :func:`distinct_id_of` reads either. Found once: ``find``
-    runs at most once (a failing one is logged and counts as no id), and a capture made while
-    it runs, say by the app's own login code, gets :meth:`fallback`.
+    runs once (a failing one is logged and counts as no id; two threads asking at the same
+    moment may both run it), and a capture made while it runs in the same thread, say by the
+    app's own login code, gets :meth:`fallback`.
     """
 
-    __slots__ = ("_found", "_state")
+    __slots__ = ("_finder", "_found", "_state")
 
     def __init__(self) -> None:
-        self._state = 0  # 0: not looked up yet, 1: looking up, 2: found
+        self._state = 0  # 0: not looked up yet, 1: looking up (in thread _finder), 2: found
         self._found: str | None = None
+        self._finder = 0
 
     @abc.abstractmethod
     def find(self) -> str | None:
@@ -60,12 +63,12 @@ class LazyIdentity:
         return None
 
     def resolve(self) -> str | None:
-        state = self._state
-        if state == 2:
+        if self._state == 2:
             return self._found
-        if state == 1:
+        me = threading.get_ident()
+        if self._state == 1 and self._finder == me:  # asked again while finding: reentrant
             return self.fallback()
-        self._state = 1
+        self._state, self._finder = 1, me
         try:
             found = self.find()
         except Exception:

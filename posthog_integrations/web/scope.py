@@ -248,10 +248,14 @@ class RequestContext:
     def info(self) -> RequestInfo:
         return self._facts.info
 
-    def read_info_now(self) -> None:
+    def read_info_now(self, status: int | None = None, content_type: str | None = None) -> None:
         """Read the request's description now, while the framework still holds its request
-        (Flask lets go of it before the body is sent, and the page view comes after)."""
+        (Flask lets go of it before the body is sent, and the page view comes after); and, if
+        ``status`` and ``content_type`` make a page view due, its identity too (a user is
+        looked up in the framework's request). Call it inside the request's context."""
         self._facts.info  # noqa: B018 - the property caches what it reads
+        if self._page_view_due(status, content_type):
+            distinct_id_of(current_scope())
 
     def __enter__(self) -> RequestContext:
         self._token = activate(self._owned())
@@ -349,12 +353,10 @@ class RequestContext:
         """The response was sent: capture ``$pageview`` for a successful HTML ``GET``."""
         if not self.options.capture_pageviews:
             return
-        if status is None or not 200 <= status < 300 or not _is_html(content_type):
-            return
         try:
-            info = self.info
-            if info.method != "GET":
+            if not self._page_view_due(status, content_type):
                 return
+            info = self.info
             properties: dict[str, Any] = {
                 "$host": info.host,
                 "$pathname": info.path,
@@ -364,6 +366,10 @@ class RequestContext:
             self.client.capture("$pageview", properties=properties)
         except Exception:
             logger.exception("capturing the request's $pageview failed")
+
+    def _page_view_due(self, status: int | None, content_type: str | None) -> bool:
+        return status is not None and 200 <= status < 300 and _is_html(content_type) \
+            and self.info.method == "GET"
 
 
 class RequestIdentity(LazyIdentity):
@@ -380,6 +386,7 @@ class RequestIdentity(LazyIdentity):
                  header: str | LazyIdentity | None) -> None:
         self._state = 0  # LazyIdentity.__init__, inlined: this runs for every request
         self._found = None
+        self._finder = 0
         self._request = request
         self._find_user = find_user
         self._header = header

@@ -98,7 +98,7 @@ class _Response:
         self._status_line = status
         self._headers = headers
         if self.request.options.capture_pageviews:
-            self.request.read_info_now()
+            self.request.read_info_now(self.read_status(), self._content_type())
         return self._start_response(status, headers, exc_info)
 
     def read_status(self) -> int | None:
@@ -107,11 +107,13 @@ class _Response:
         except ValueError:  # malformed: the server will say so; we must not say it first
             return None
 
+    def _content_type(self) -> str | None:
+        try:
+            return next((value for name, value in self._headers
+                         if name.lower() == "content-type"), None)
+        except Exception:
+            return None
+
     def finish(self) -> None:
         """The response is complete: its page view, if one is due (inside the context)."""
-        try:
-            content_type = next((value for name, value in self._headers
-                                 if name.lower() == "content-type"), None)
-        except Exception:
-            content_type = None
-        self.request.finish(self.read_status(), content_type)
+        self.request.finish(self.read_status(), self._content_type())

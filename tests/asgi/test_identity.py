@@ -154,3 +154,57 @@ def test_without_a_hook_the_header_still_identifies(sink: LocalSink,
     assert TestClient(app).get("/me", headers=VICTIM).json() == {"distinct_id": "bob"}
     assert {e["distinct_id"] for e in delivered(client, sink)} == {"bob"}
     assert not caplog.records
+
+
+def test_a_hook_that_captures_gets_the_header_id_for_that_event(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    """An app whose token check captures (an audit event) would otherwise recurse."""
+
+    def identify(scope: dict[str, Any]) -> str | None:
+        posthog.capture("token checked")
+        return "ada"
+
+    app, client = fastapi_app(identify, make_client)
+    assert TestClient(app).get("/me", headers=VICTIM).json() == {"distinct_id": "ada"}
+    events = delivered(client, sink)
+    assert [(e["event"], e["distinct_id"]) for e in events] == [
+        ("token checked", "bob"), ("profile viewed", "ada"), ("profile viewed again", "ada")]
+
+
+def test_a_thread_asking_while_another_looks_up_gets_the_user_not_the_header(
+    sink: LocalSink, make_client: ClientFactory
+) -> None:
+    """A view handing work to a thread (with its context) while the hook is still running
+    must not let that thread's events fall back to the header's id."""
+    import contextvars
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def identify(scope: dict[str, Any]) -> str | None:
+        if threading.current_thread() is threading.main_thread() or not started.is_set():
+            started.set()
+            release.wait(timeout=30)
+        return "ada"
+
+    async def view(request: Request) -> PlainTextResponse:
+        context = contextvars.copy_context()
+        worker = threading.Thread(target=context.run, args=(posthog.capture, "slow lookup"))
+        worker.start()
+        started.wait(timeout=30)
+        other = threading.Thread(target=contextvars.copy_context().run,
+                                 args=(posthog.capture, "meanwhile"))
+        other.start()
+        other.join(timeout=30)
+        release.set()
+        worker.join(timeout=30)
+        return PlainTextResponse("done")
+
+    client = make_client()
+    app = PostHogMiddleware(Starlette(routes=[Route("/", view)]), client=client,
+                            identify=identify)
+    assert TestClient(app).get("/", headers=VICTIM).text == "done"
+    events = delivered(client, sink)
+    assert {(e["event"], e["distinct_id"]) for e in events} == {
+        ("slow lookup", "ada"), ("meanwhile", "ada")}

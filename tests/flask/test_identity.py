@@ -58,6 +58,10 @@ def login_app(sink: LocalSink, ext: PostHog, loads: list[str], **config: Any) ->
     def quiet() -> str:
         return "nothing captured"
 
+    @app.route("/page")
+    def page() -> str:
+        return "<h1>a page</h1>"
+
     return app
 
 
@@ -107,3 +111,21 @@ def test_the_identify_hook_gets_flasks_request_and_wins_over_flask_login(
     assert browser.get("/me", headers=VICTIM).json == {"distinct_id": "1"}
     assert len(seen) == 2
     assert all(isinstance(request, Request) for request in seen)
+
+
+def test_a_page_view_is_attributed_to_the_logged_in_user(sink: LocalSink, ext: PostHog) -> None:
+    """The page view is captured after Flask let go of its request: the user is looked up
+    while Flask still holds it, and only when a page view is due."""
+    loads: list[str] = []
+    app = login_app(sink, ext, loads, POSTHOG_CAPTURE_PAGEVIEWS=True)
+    member = app.test_client()
+    member.get("/login/2")
+    assert member.get("/quiet", headers=VICTIM).text == "nothing captured"  # text/html: a page
+    loads.clear()
+    assert member.get("/me", headers=VICTIM).json  # JSON: no page view; the capture loads it
+    assert member.get("/page", headers=VICTIM).text == "<h1>a page</h1>"
+    assert app.test_client().get("/page", headers=VICTIM).text == "<h1>a page</h1>"
+    with app.app_context():
+        page_views = delivered(ext.client, sink, event="$pageview")
+    assert [e["distinct_id"] for e in page_views] == ["2", "2", "1"]
+    assert loads == ["2", "2"]  # /me and /page; the anonymous visitor has no user to load
