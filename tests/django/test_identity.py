@@ -91,3 +91,26 @@ def test_identify_user_off_leaves_the_header_in_charge(
     browser.force_login(member)
     with override_settings(POSTHOG={**django_settings.POSTHOG, "IDENTIFY_USER": False}):
         assert browser.get("/identity/", **VICTIM).json() == {"distinct_id": "victim-1"}
+
+
+def test_under_the_wsgi_middleware_the_django_user_still_wins(
+    default_client: PostHogClient, sink: LocalSink, member: User
+) -> None:
+    """Django's middleware passes the request through to the outer WSGI middleware's context,
+    and lets the logged-in user win there too."""
+    from django.conf import settings as django_settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from werkzeug.test import Client as WerkzeugClient
+
+    from posthog_integrations.wsgi import PostHogMiddleware as WSGIMiddleware
+
+    session = Client()
+    session.force_login(member)
+    cookie = session.cookies[django_settings.SESSION_COOKIE_NAME].value
+    browser = WerkzeugClient(WSGIMiddleware(WSGIHandler(), client=default_client))
+    browser.set_cookie(django_settings.SESSION_COOKIE_NAME, cookie)
+    headers = {"X-POSTHOG-DISTINCT-ID": "victim-1", "X-POSTHOG-SESSION-ID": "session-9"}
+    assert browser.get("/identity/", headers=headers).json == {"distinct_id": str(member.pk)}
+    [event] = delivered(default_client, sink, event="identity read")
+    assert event["distinct_id"] == str(member.pk)
+    assert event["properties"]["$session_id"] == "session-9"
