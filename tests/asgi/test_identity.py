@@ -208,3 +208,21 @@ def test_a_thread_asking_while_another_looks_up_gets_the_user_not_the_header(
     events = delivered(client, sink)
     assert {(e["event"], e["distinct_id"]) for e in events} == {
         ("slow lookup", "ada"), ("meanwhile", "ada")}
+
+
+def test_person_updates_go_to_the_identified_user(sink: LocalSink,
+                                                  make_client: ClientFactory) -> None:
+    async def profile(request: Request) -> PlainTextResponse:
+        posthog.set(properties={"plan": "pro"})
+        return PlainTextResponse("saved")
+
+    client = make_client()
+    app = PostHogMiddleware(Starlette(routes=[Route("/", profile)]), client=client,
+                            identify=TokenIdentity())
+    browser = TestClient(app)
+    browser.get("/", headers={**VICTIM, "Authorization": "Bearer token-of-ada"})
+    browser.get("/", headers=VICTIM)
+    browser.get("/")  # anonymous without the header: no person to update
+    events = delivered(client, sink)
+    assert [(e["event"], e["distinct_id"], e["$set"]) for e in events] == [
+        ("$set", "ada", {"plan": "pro"}), ("$set", "bob", {"plan": "pro"})]
