@@ -93,10 +93,8 @@ def distinct_id_of(scope: Scope | None) -> str | None:
     """The distinct id of ``scope``, looking it up first if it is a :class:`LazyIdentity`."""
     if scope is None:
         return None
-    distinct_id = scope[DISTINCT_ID]
-    if distinct_id is None or type(distinct_id) is str:
-        return distinct_id
-    return cast(LazyIdentity, distinct_id).resolve()
+    found = scope[DISTINCT_ID]
+    return found if found is None or isinstance(found, str) else found.resolve()
 
 
 # The state of one context: (distinct_id, session_id, tags, client, owner). A plain tuple,
@@ -411,7 +409,11 @@ def get_tags() -> dict[str, Any]:
 
 def get_context_distinct_id() -> str | None:
     """The distinct id events captured here get (a request's user is looked up now if needed)."""
-    return distinct_id_of(current_scope())
+    scope = current_scope()
+    if scope is None:
+        return None
+    found = scope[DISTINCT_ID]  # distinct_id_of(), inlined: flags read it on every evaluation
+    return found if found is None or isinstance(found, str) else found.resolve()
 
 
 def get_context_session_id() -> str | None:
