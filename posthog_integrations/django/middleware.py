@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.signals import got_request_exception
 from django.db import close_old_connections
 from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.utils.functional import LazyObject, empty
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import carry_over
@@ -174,10 +175,7 @@ def _user_id(request: HttpRequest) -> str | None:
     loop), the loop waiting for it: ``await request.auser()`` first avoids that wait.
     """
     try:
-        user = _loaded_user(request)
-        if user is None:
-            user = _user_off_the_loop(request) if _on_event_loop() else \
-                getattr(request, "user", None)
+        user = _user_on_the_loop(request) if _on_event_loop() else getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             return str(user.pk)
     except Exception:  # a broken auth backend is the app's to report, not ours
@@ -185,12 +183,14 @@ def _user_id(request: HttpRequest) -> str | None:
     return None
 
 
-def _loaded_user(request: HttpRequest) -> Any:
-    """The user Django's ``request.user`` or ``request.auser()`` loaded already, if any."""
-    loaded = request.__dict__
-    if "_acached_user" in loaded:
-        return loaded["_acached_user"]
-    return loaded.get("_cached_user")
+def _user_on_the_loop(request: HttpRequest) -> Any:
+    """``request.user`` without database work on the event loop: as set or loaded already
+    (by ``request.auser()`` too), else looked up in a worker thread."""
+    user = request.__dict__.get("user")
+    if isinstance(user, LazyObject) and user._wrapped is empty:
+        loaded = request.__dict__.get("_acached_user")
+        return loaded if loaded is not None else _user_off_the_loop(request)
+    return user
 
 
 def _on_event_loop() -> bool:
@@ -208,8 +208,6 @@ _blocking_lookup_warned = False
 
 def _user_off_the_loop(request: HttpRequest) -> Any:
     global _lookups, _blocking_lookup_warned
-    if not hasattr(request, "user"):
-        return None
     if _lookups is None:
         with _lookups_lock:
             if _lookups is None:

@@ -114,3 +114,17 @@ def test_under_the_wsgi_middleware_the_django_user_still_wins(
     [event] = delivered(default_client, sink, event="identity read")
     assert event["distinct_id"] == str(member.pk)
     assert event["properties"]["$session_id"] == "session-9"
+
+
+def test_an_async_view_that_loaded_its_user_needs_no_second_lookup(
+    default_client: PostHogClient, sink: LocalSink, member: User
+) -> None:
+    async def run() -> Any:
+        browser = AsyncClient()
+        await browser.aforce_login(member)
+        return (await browser.get("/async/identity-after-auser/", headers=ASYNC_VICTIM)).json()
+
+    # The user request.auser() loaded is used: request.user was never loaded in a worker.
+    assert asyncio.run(run()) == {"distinct_id": str(member.pk), "sync_user_loaded": False}
+    [event] = delivered(default_client, sink, event="identity read")
+    assert event["distinct_id"] == str(member.pk)

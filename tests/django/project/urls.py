@@ -23,6 +23,7 @@ urlpatterns = [
     path("middleware-fails/", views.item, {"item_id": 0}),
     path("identity/", views.identity),
     path("async/identity/", views.async_identity),
+    path("async/identity-after-auser/", views.async_identity_after_auser),
     path("user-untouched/", views.user_untouched),
     path("async/user-untouched/", views.async_user_untouched),
     path("", views.item, {"item_id": 1}),

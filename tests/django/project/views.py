@@ -141,3 +141,11 @@ async def async_user_untouched(request: HttpRequest) -> JsonResponse:
 
 def _user_loaded(request: HttpRequest) -> bool:
     return hasattr(request, "_cached_user") or hasattr(request, "_acached_user")
+
+
+async def async_identity_after_auser(request: HttpRequest) -> JsonResponse:
+    """Loads the user the async way first, as an async view that cares about it does."""
+    await request.auser()  # type: ignore[attr-defined]
+    seen = posthog.get_context_distinct_id()
+    posthog.capture("identity read")
+    return JsonResponse({"distinct_id": seen, "sync_user_loaded": hasattr(request, "_cached_user")})
