@@ -48,11 +48,11 @@ class LazyIdentity:
     """
 
     __slots__ = ("_finder", "_found", "_state")
+    _found: str | None  # set once _state is 2
+    _finder: int  # the thread looking it up, set before _state becomes 1
 
     def __init__(self) -> None:
-        self._state = 0  # 0: not looked up yet, 1: looking up (in thread _finder), 2: found
-        self._found: str | None = None
-        self._finder = 0
+        self._state = 0  # 0: not looked up yet, 1: being looked up, 2: found
 
     @abc.abstractmethod
     def find(self) -> str | None:
@@ -68,7 +68,8 @@ class LazyIdentity:
         me = threading.get_ident()
         if self._state == 1 and self._finder == me:  # asked again while finding: reentrant
             return self.fallback()
-        self._state, self._finder = 1, me
+        self._finder = me
+        self._state = 1
         try:
             found = self.find()
         except Exception:

@@ -385,8 +385,6 @@ class RequestIdentity(LazyIdentity):
     def __init__(self, request: Any, find_user: UserFinder,
                  header: str | LazyIdentity | None) -> None:
         self._state = 0  # LazyIdentity.__init__, inlined: this runs for every request
-        self._found = None
-        self._finder = 0
         self._request = request
         self._find_user = find_user
         self._header = header
