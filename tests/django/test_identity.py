@@ -128,3 +128,12 @@ def test_an_async_view_that_loaded_its_user_needs_no_second_lookup(
     assert asyncio.run(run()) == {"distinct_id": str(member.pk), "sync_user_loaded": False}
     [event] = delivered(default_client, sink, event="identity read")
     assert event["distinct_id"] == str(member.pk)
+
+
+def test_a_user_set_by_later_authentication_middleware_wins(
+    default_client: PostHogClient, sink: LocalSink, member: User
+) -> None:
+    answer = Client().get("/identity/", HTTP_X_TEST_TOKEN=member.username, **VICTIM).json()
+    assert answer == {"distinct_id": str(member.pk)}
+    [event] = delivered(default_client, sink, event="identity read")
+    assert event["distinct_id"] == str(member.pk)
