@@ -32,9 +32,11 @@ class PostHogMiddleware:
 
     Each ``http`` request and ``websocket`` connection runs in its own context, bound to
     ``client`` (default: the module's default client), with identity and session from the
-    ``X-POSTHOG-*`` headers and request tags. Exceptions escaping the app are captured once and
-    re-raised unchanged. ``lifespan`` passes through, flushing the client at shutdown. Other
-    keyword arguments are :class:`~posthog_integrations.web.RequestOptions`.
+    ``X-POSTHOG-*`` headers and request tags; the ``identify(scope)`` option, when it finds a
+    user (from a token, say), wins over the distinct-id header. Exceptions escaping the app
+    are captured once and re-raised unchanged. ``lifespan`` passes through, flushing the
+    client at shutdown. Other keyword arguments are
+    :class:`~posthog_integrations.web.RequestOptions`.
     """
 
     def __init__(self, app: ASGIApp, *, client: Client | None = None,

@@ -15,9 +15,10 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Generator, Iterator, Mapping
-from typing import Any, Callable, Final, Optional, Protocol, TypeVar, cast
+from typing import Any, Callable, Final, Optional, Protocol, TypeVar, Union, cast
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -35,13 +36,77 @@ class ExceptionCapturer(Protocol):
     ) -> str | None: ...
 
 
+class LazyIdentity:
+    """A context's distinct id, found on first use: subclass it and implement :meth:`find`.
+
+    Adapters install a request's identity this way when finding it costs something (loading
+    the logged-in user), so a request that captures nothing never pays for it. It stands in the
+    distinct id's place in a scope; :func:`distinct_id_of` reads either. Found once: ``find``
+    runs once (a failing one is logged and counts as no id; two threads asking at the same
+    moment may both run it), and a capture made while it runs in the same thread, say by the
+    app's own login code, gets :meth:`fallback`.
+    """
+
+    __slots__ = ("_finder", "_found", "_state")
+    _found: str | None  # set once _state is 2
+    _finder: int  # the thread looking it up, set before _state becomes 1
+
+    def __init__(self) -> None:
+        self._state = 0  # 0: not looked up yet, 1: being looked up, 2: found
+
+    @abc.abstractmethod
+    def find(self) -> str | None:
+        """The distinct id, looked up now; called once, on first use."""
+
+    def fallback(self) -> str | None:
+        """The id to use while :meth:`find` runs (and the one it usually falls back to)."""
+        return None
+
+    def resolve(self) -> str | None:
+        if self._state == 2:
+            return self._found
+        me = threading.get_ident()
+        if self._state == 1 and self._finder == me:  # asked again while finding: reentrant
+            return self.fallback()
+        self._finder = me
+        self._state = 1
+        try:
+            found = self.find()
+        except Exception:
+            logger.exception("finding the context's distinct id failed; its events go without")
+            found = None
+        self._found = found or None
+        self._state = 2
+        return self._found
+
+    def __bool__(self) -> bool:
+        return self.resolve() is not None
+
+    def __str__(self) -> str:
+        return self.resolve() or ""
+
+    def __repr__(self) -> str:
+        return f"LazyIdentity({self._found!r})" if self._state == 2 else \
+            "LazyIdentity(not looked up)"
+
+
+def distinct_id_of(scope: Scope | None) -> str | None:
+    """The distinct id of ``scope``, looking it up first if it is a :class:`LazyIdentity`."""
+    if scope is None:
+        return None
+    found = scope[DISTINCT_ID]
+    return found if found is None or isinstance(found, str) else found.resolve()
+
+
 # The state of one context: (distinct_id, session_id, tags, client, owner). A plain tuple,
 # never mutated, and its tags dict is never changed after the scope is installed. Plain tuples
 # rather than a NamedTuple because every setter builds one: this halves the cost of a request's
 # context. The owner is what the context belongs to, such as an adapter's request; every context
-# opened inside inherits it, so adapters need no context variable of their own.
+# opened inside inherits it, so adapters need no context variable of their own. The distinct
+# id is a string, None, or a LazyIdentity looked up when an event or a flag first needs it.
 Scope = tuple[
-    Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer], object
+    Union[str, LazyIdentity, None], Optional[str], Mapping[str, Any],
+    Optional[ExceptionCapturer], object
 ]
 DISTINCT_ID: Final = 0
 SESSION_ID: Final = 1
@@ -344,8 +409,12 @@ def get_tags() -> dict[str, Any]:
 
 
 def get_context_distinct_id() -> str | None:
+    """The distinct id events captured here get (a request's user is looked up now if needed)."""
     scope = current_scope()
-    return None if scope is None else scope[DISTINCT_ID]
+    if scope is None:
+        return None
+    found = scope[DISTINCT_ID]  # distinct_id_of(), inlined: flags read it on every evaluation
+    return found if found is None or isinstance(found, str) else found.resolve()
 
 
 def get_context_session_id() -> str | None:

@@ -172,7 +172,9 @@ def build_event(
     if context is None:
         merged = {**defaults.super_properties, **caller}
     else:
-        person = person or context[DISTINCT_ID]
+        if not person:
+            found = context[DISTINCT_ID]
+            person = found if found is None or isinstance(found, str) else found.resolve()
         tags = context[TAGS]
         if type(tags) is not dict and isinstance(tags, LazyTags):
             tags = tags.resolve()  # one call instead of a Python __getitem__ per tag

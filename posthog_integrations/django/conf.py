@@ -3,8 +3,8 @@
 Keys are upper case: ``API_KEY``, ``HOST``, ``DISABLED``, ``DEBUG``, ``SYNC_MODE``, any other
 client option (``FLUSH_AT``, ``BEFORE_SEND``, ...), the request options (``CAPTURE_EXCEPTIONS``,
 ``CAPTURE_PAGEVIEWS``, ``EXCLUDE_PATHS``, ``TRUSTED_PROXIES``, ``EXTRA_TAGS``, ``TAG_MAP``,
-``REQUEST_FILTER``, ...) and ``IDENTIFY_USER``. Unset keys fall back to the environment
-(``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and then to the defaults.
+``REQUEST_FILTER``, ``IDENTIFY``, ...) and ``IDENTIFY_USER``. Unset keys fall back to the
+environment (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and then to the defaults.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ CLIENT_KEYS = frozenset(name.upper() for name in ClientOptions.names())
 REQUEST_KEYS = frozenset(name.upper() for name in RequestSettings.__annotations__)
 DJANGO_KEYS = frozenset({"IDENTIFY_USER"})
 KNOWN_KEYS = CLIENT_KEYS | REQUEST_KEYS | DJANGO_KEYS
-HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "BEFORE_SEND", "ON_ERROR"})
+HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "IDENTIFY", "BEFORE_SEND",
+                       "ON_ERROR"})
 # The official package's flat settings, each with the POSTHOG key it stands for (first wins).
 OFFICIAL_SETTINGS = (
     ("POSTHOG_MW_CAPTURE_EXCEPTIONS", "CAPTURE_EXCEPTIONS"),

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.signals import got_request_exception
+from django.db import close_old_connections
 from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.utils.functional import LazyObject, empty
 
 from posthog_integrations.core.client import Client
-from posthog_integrations.core.context import carry_over, identify_context
+from posthog_integrations.core.context import carry_over
 from posthog_integrations.web import RequestContext, RequestInfo, RequestTracker, current_request
 from posthog_integrations.web.request import tracing_ids_from_wsgi
+from posthog_integrations.web.scope import identify_lazily
 
 from . import conf
 
@@ -25,6 +31,8 @@ logger = logging.getLogger("posthog_integrations")
 
 # What Django answers with 404, 403 and 400: expected, not errors worth an $exception event.
 NOT_CAPTURED = (Http404, PermissionDenied, SuspiciousOperation)
+# How long an async request's first capture may wait for its user to be looked up off the loop.
+USER_LOOKUP_TIMEOUT = 5.0
 
 
 def read_request(request: HttpRequest) -> RequestInfo:
@@ -48,11 +56,14 @@ class PostHogMiddleware:
     ``AuthenticationMiddleware``.
 
     Each request runs in a context bound to the default client (configured from
-    ``settings.POSTHOG``), with identity from the ``X-POSTHOG-DISTINCT-ID`` header or, when it is
-    absent and ``IDENTIFY_USER`` is on, the logged-in user's primary key; ``$route`` comes from
-    the resolved URL pattern, read with the other tags when the first event is captured. View
-    exceptions are captured once (not ``Http404``, ``PermissionDenied`` or
-    ``SuspiciousOperation``); Django still turns them into responses.
+    ``settings.POSTHOG``). Its identity is the logged-in user's primary key (with
+    ``IDENTIFY_USER``, the default; or what the ``IDENTIFY`` hook returns), whatever the
+    ``X-POSTHOG-DISTINCT-ID`` header says; the header identifies anonymous visitors. The user
+    is looked up when the request's first event is captured or its distinct id first read,
+    never for a request that captures nothing. ``$route`` comes from the resolved URL pattern,
+    read with the other tags when the first event is captured. View exceptions are captured
+    once (not ``Http404``, ``PermissionDenied`` or ``SuspiciousOperation``); Django still
+    turns them into responses.
     """
 
     sync_capable = True
@@ -63,9 +74,9 @@ class PostHogMiddleware:
         self.get_response = get_response
         got_request_exception.connect(_on_request_exception, dispatch_uid=__name__)
         config = conf.load(official_settings=self.reads_official_settings)
-        self._identify_user = config.identify_user
         self._pageviews = config.request_options.capture_pageviews
-        self._tracker = RequestTracker(self._client(), config.request_options, "django")
+        self._tracker = RequestTracker(self._client(), config.request_options, "django",
+                                       _user_id if config.identify_user else None)
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -75,8 +86,7 @@ class PostHogMiddleware:
             return self.__acall__(request)
         context = self._tracker.open(request, _path, _tracing_ids, read_request)
         if context is None:  # excluded, or our ASGI/WSGI middleware already tracks it
-            if self._needs_user(current_request()):
-                _identify(getattr(request, "user", None))
+            self._identify_inside(request)
             return self.get_response(request)
         own = contextvars.copy_context()  # the request's own: its body is pulled and closed in it
         try:
@@ -90,8 +100,6 @@ class PostHogMiddleware:
 
     def _respond(self, request: HttpRequest, context: RequestContext) -> Any:
         context.install()
-        if self._identify_user and context.distinct_id is None:
-            _identify(getattr(request, "user", None))
         response = self.get_response(request)
         if self._pageviews:
             context.finish(response.status_code, response.get("Content-Type"))
@@ -100,13 +108,10 @@ class PostHogMiddleware:
     async def __acall__(self, request: HttpRequest) -> Any:
         context = self._tracker.open(request, _path, _tracing_ids, read_request)
         if context is None:
-            if self._needs_user(current_request()):
-                _identify(await _auser(request))
+            self._identify_inside(request)
             return await self.get_response(request)
         try:
             with context:
-                if self._identify_user and context.distinct_id is None:
-                    _identify(await _auser(request))
                 response = await self.get_response(request)
                 if self._pageviews:
                     context.finish(response.status_code, response.get("Content-Type"))
@@ -119,9 +124,11 @@ class PostHogMiddleware:
         """None: the default client, configured from ``settings.POSTHOG``."""
         return None
 
-    def _needs_user(self, context: RequestContext | None) -> bool:
-        """Only then is the user read: no session or database work when the header names one."""
-        return self._identify_user and context is not None and context.distinct_id is None
+    def _identify_inside(self, request: HttpRequest) -> None:
+        """Inside a request our ASGI or WSGI middleware tracks, the Django user wins too."""
+        find_user = self._tracker.find_user
+        if find_user is not None and current_request() is not None:
+            identify_lazily(request, find_user)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         context = current_request()
@@ -160,24 +167,67 @@ class PosthogContextMiddleware(PostHogMiddleware):
         return None
 
 
-async def _auser(request: HttpRequest) -> Any:
-    auser = getattr(request, "auser", None)  # set by AuthenticationMiddleware
-    if auser is None:
-        return None
+def _user_id(request: HttpRequest) -> str | None:
+    """The authenticated user's primary key (nothing else about them), or None.
+
+    Called when the request's identity is first needed. In an async view, a user the app has
+    not loaded yet is looked up in a worker thread (Django refuses database work on the event
+    loop), the loop waiting for it: ``await request.auser()`` first avoids that wait.
+    """
     try:
-        return await auser()
+        user = _user_on_the_loop(request) if _on_event_loop() else getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return str(user.pk)
     except Exception:  # a broken auth backend is the app's to report, not ours
         logger.debug("could not read the request's user", exc_info=True)
-        return None
+    return None
 
 
-def _identify(user: Any) -> None:
-    """Identify the context by an authenticated user's primary key; nothing else about them."""
+def _user_on_the_loop(request: HttpRequest) -> Any:
+    """``request.user`` without database work on the event loop: as set or loaded already
+    (by ``request.auser()`` too), else looked up in a worker thread."""
+    user = request.__dict__.get("user")
+    if isinstance(user, LazyObject) and user._wrapped is empty:
+        loaded = request.__dict__.get("_acached_user")
+        return loaded if loaded is not None else _user_off_the_loop(request)
+    return user
+
+
+def _on_event_loop() -> bool:
     try:
-        if user is not None and user.is_authenticated:
-            identify_context(str(user.pk))
-    except Exception:
-        logger.debug("could not read the request's user", exc_info=True)
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_lookups: ThreadPoolExecutor | None = None
+_lookups_lock = threading.Lock()
+_blocking_lookup_warned = False
+
+
+def _user_off_the_loop(request: HttpRequest) -> Any:
+    global _lookups, _blocking_lookup_warned
+    if _lookups is None:
+        with _lookups_lock:
+            if _lookups is None:
+                _lookups = ThreadPoolExecutor(max_workers=1,
+                                              thread_name_prefix="posthog-user-lookup")
+    if not _blocking_lookup_warned:
+        _blocking_lookup_warned = True
+        logger.warning("an async view captured before loading its user: PostHog looked the "
+                       "user up in a worker thread while the event loop waited; `await "
+                       "request.auser()` before capturing avoids the wait (logged once)")
+    return _lookups.submit(_load_user, request).result(timeout=USER_LOOKUP_TIMEOUT)
+
+
+def _load_user(request: HttpRequest) -> Any:
+    try:
+        user = request.user
+        user.is_authenticated  # noqa: B018 - evaluates Django's lazy user here, off the loop
+        return user
+    finally:
+        close_old_connections()  # as Django does at the end of a request, for this thread
 
 
 def _hand_over(response: Any, context: RequestContext,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import logging
 import sys
-import threading
 from typing import Any, Callable
 
 from flask import Flask, current_app, got_request_exception, has_app_context, has_request_context
@@ -15,7 +13,6 @@ from flask import request as flask_request
 from werkzeug.exceptions import HTTPException
 
 from posthog_integrations.core.client import Client
-from posthog_integrations.core.context import identify_context
 from posthog_integrations.core.options import ClientOptions, ConfigurationError, suggest
 from posthog_integrations.web import RequestInfo, current_request
 from posthog_integrations.web.options import RequestSettings
@@ -27,7 +24,7 @@ EXTENSION_KEY = "posthog"
 CONFIG_PREFIX = "POSTHOG_"
 CLIENT_OPTIONS = frozenset(ClientOptions.names())
 REQUEST_OPTIONS = frozenset(RequestSettings.__annotations__)
-HOOKS = frozenset({"extra_tags", "tag_map", "request_filter"})
+HOOKS = frozenset({"extra_tags", "tag_map", "request_filter", "identify"})
 EXTENSION_OPTIONS = frozenset({"identify_user"})
 OPTIONS = CLIENT_OPTIONS | REQUEST_OPTIONS | EXTENSION_OPTIONS
 """Every setting the extension reads, as keyword arguments; ``POSTHOG_`` + upper case in
@@ -44,24 +41,17 @@ class _AppState:
 
 
 class _FlaskMiddleware(PostHogMiddleware):
-    """The WSGI middleware, describing requests with Flask's matched URL rule, and set up
-    further by ``before_first_request`` on the first request, before Flask sees it."""
+    """The WSGI middleware, describing requests with Flask's matched URL rule and identifying
+    them by Flask-Login's user (with ``identify_user``)."""
 
     source = "flask"
-    before_first_request: Callable[[], None] | None = None
-    _setup_lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if self.before_first_request is not None:
-            with self._setup_lock:
-                setup = self.before_first_request
-                if setup is not None:
-                    try:
-                        setup()
-                    except Exception:
-                        logger.exception("setting up PostHog on the first request failed")
-                    self.before_first_request = None
-        return super().__call__(environ, start_response)
+    def __init__(self, app: Any, *, identify_user: bool, **options: Any) -> None:
+        self._identify_user = identify_user
+        super().__init__(app, **options)
+
+    def user_finder(self) -> Callable[[dict[str, Any]], str | None] | None:
+        return _flask_login_user_id if self._identify_user else None
 
     @staticmethod
     def read_info(environ: dict[str, Any]) -> RequestInfo:
@@ -78,7 +68,8 @@ class PostHog:
 
     Configuration comes from ``app.config`` (``POSTHOG_API_KEY``, ``POSTHOG_HOST``,
     ``POSTHOG_CAPTURE_PAGEVIEWS``, ... any client or request option with the ``POSTHOG_``
-    prefix, plus ``POSTHOG_IDENTIFY_USER``), then from keyword arguments given here as defaults,
+    prefix, plus ``POSTHOG_IDENTIFY_USER``: Flask-Login's user, when the app uses it, wins over
+    the tracing header), then from keyword arguments given here as defaults,
     then the environment. Pass ``client=`` to use a client of your own.
 
     Every ``POSTHOG_*`` key of ``app.config`` is taken as a setting of this extension: one it
@@ -123,11 +114,10 @@ class PostHog:
         client_options, request_options, identify_user = _read_config(app)
         try:
             client = self._client or Client(**client_options)
-            middleware = _FlaskMiddleware(app.wsgi_app, client=client, **request_options)
+            middleware = _FlaskMiddleware(app.wsgi_app, client=client,
+                                          identify_user=identify_user, **request_options)
         except ConfigurationError as error:
             raise ConfigurationError(_naming_the_key(str(error))) from None
-        if identify_user:
-            middleware.before_first_request = functools.partial(_identify_users_of, app)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = _AppState(client, identify_user, self._client is None)
         self._last_client = client
@@ -204,32 +194,24 @@ def _on_request_exception(sender: Flask, exception: BaseException | None = None,
         context.capture_exception(error)
 
 
-def _identify_users_of(app: Flask) -> None:
-    """If the app uses Flask-Login, identify requests without the tracing header by its user.
+def _flask_login_user_id(environ: dict[str, Any]) -> str | None:
+    """The id of Flask-Login's authenticated user, if the app uses Flask-Login, else None.
 
-    Decided on the first request, when the app is fully set up (its ``LoginManager`` may be
-    initialized after this extension), so that an app without Flask-Login pays nothing.
+    Called when the request's identity is first needed, inside Flask's request context; so the
+    user is loaded only for requests that capture, and an app without Flask-Login pays nothing.
     """
-    if not hasattr(app, "login_manager"):
-        return
+    flask_login = sys.modules.get("flask_login")
+    if flask_login is None or not has_request_context() or \
+            not hasattr(current_app, "login_manager"):
+        return None
     try:
-        app.before_request(_identify_logged_in_user)
-    except AssertionError:  # Flask says setup is over: a request reached it around us
-        logger.warning("could not set up Flask-Login identification on %r; requests without "
-                       "the X-POSTHOG-DISTINCT-ID header stay anonymous", app.name)
-
-
-def _identify_logged_in_user() -> None:
-    """Without the tracing header, identify the request by Flask-Login's user id, if any."""
-    context = current_request()
-    if context is None or context.distinct_id is not None:
-        return
-    try:
-        user = sys.modules["flask_login"].current_user
+        user = flask_login.current_user
         if user is not None and user.is_authenticated:
-            identify_context(str(user.get_id()))
+            user_id = user.get_id()
+            return None if user_id is None else str(user_id)
     except Exception:  # a broken user loader is the app's to report, not ours
-        return
+        logger.debug("could not read Flask-Login's current user", exc_info=True)
+    return None
 
 
 def _cli_group() -> Any:

@@ -14,6 +14,7 @@ from .proxies import ProxyTrust, TrustedProxies
 ExtraTags = Callable[[Any], Optional[Mapping[str, Any]]]
 TagMap = Callable[[dict[str, Any]], Optional[Mapping[str, Any]]]
 RequestFilter = Callable[[Any], bool]
+Identify = Callable[[Any], Optional[str]]
 
 
 class RequestSettings(TypedDict, total=False):
@@ -28,6 +29,7 @@ class RequestSettings(TypedDict, total=False):
     extra_tags: ExtraTags | None
     tag_map: TagMap | None
     request_filter: RequestFilter | None
+    identify: Identify | None
 
 
 class RequestOptions:
@@ -45,6 +47,11 @@ class RequestOptions:
     - ``extra_tags(request) -> dict``: more tags for the request's context.
     - ``tag_map(tags) -> dict``: rewrite the request's tags (rename, drop, redact).
     - ``request_filter(request) -> bool``: False means the request passes through untouched.
+    - ``identify(request) -> str | None``: the id of the user the app knows (from its session,
+      a token, ...). A non-empty result wins over ``X-POSTHOG-DISTINCT-ID``, which then only
+      identifies anonymous visitors. Called at most once per request, when its first event is
+      captured or its distinct id first read: a request that captures nothing never calls it.
+      A hook that raises or returns something else than a string is logged; the header is used.
 
     The hooks receive the framework's own request: the ASGI scope, the WSGI environ, Django's
     ``HttpRequest`` or Flask's ``Request``. A hook that raises is logged and skipped.
@@ -52,8 +59,8 @@ class RequestOptions:
 
     __slots__ = (
         "capture_exceptions", "capture_pageviews", "capture_query_string",
-        "capture_tracing_headers", "exclude_paths", "excluded", "extra_tags", "proxy_trust",
-        "request_filter", "tag_map",
+        "capture_tracing_headers", "exclude_paths", "excluded", "extra_tags", "identify",
+        "proxy_trust", "request_filter", "tag_map",
     )
 
     def __init__(
@@ -68,6 +75,7 @@ class RequestOptions:
         extra_tags: ExtraTags | None = None,
         tag_map: TagMap | None = None,
         request_filter: RequestFilter | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.capture_exceptions = _flag("capture_exceptions", capture_exceptions)
         self.capture_pageviews = _flag("capture_pageviews", capture_pageviews)
@@ -79,6 +87,7 @@ class RequestOptions:
         self.extra_tags = _hook("extra_tags", extra_tags)
         self.tag_map = _hook("tag_map", tag_map)
         self.request_filter = _hook("request_filter", request_filter)
+        self.identify = _hook("identify", identify)
 
     @classmethod
     def build(cls, settings: Mapping[str, Any]) -> RequestOptions:

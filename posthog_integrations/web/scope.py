@@ -6,9 +6,11 @@ every stretch of work, such as each chunk of a streamed response), or for a WSGI
 :meth:`RequestContext.install` in a context of its own; and
 :meth:`RequestContext.capture_exception` / :meth:`RequestContext.finish` at the end.
 
-Only the identity is read when a request arrives. The request's tags (URL, user agent, the
-``extra_tags`` and ``tag_map`` hooks) are computed when its first event is captured, so the
-many requests that capture nothing cost a context switch and a header scan, no more.
+Only the tracing headers are read when a request arrives. The request's tags (URL, user agent,
+the ``extra_tags`` and ``tag_map`` hooks) are computed when its first event is captured, and the
+logged-in user (the ``identify`` hook, or the framework's user) is looked up when its first
+event is captured or its distinct id first read, so the many requests that capture nothing cost
+a context switch and a header scan, no more.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import (
     OWNER,
+    LazyIdentity,
     LazyTags,
     Scope,
     activate,
     current_scope,
+    distinct_id_of,
     restore,
     tag,
 )
@@ -37,6 +41,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("posthog_integrations")
 
+UserFinder = Callable[[Any], Optional[str]]
+"""Finds the id of the user the framework knows for a request (None: anonymous)."""
 HOOK_WARNING_INTERVAL = 60.0
 _hook_warned_at: dict[str, float] = {}
 _get_default_client: Callable[[], Client] | None = None
@@ -64,17 +70,24 @@ class RequestTracker:
 
     With ``client=None`` each request uses the module's default client as it is at that moment,
     so configuring ``posthog_integrations`` after the middleware was built still applies.
+    ``find_user`` is the adapter's way to the framework's logged-in user (Django's
+    ``request.user``, Flask-Login's ``current_user``); the ``identify`` option, when set, is
+    used instead. Either wins over the tracing header, and runs only when the request's
+    identity is first needed.
     """
 
-    __slots__ = ("_client", "options", "source")
+    __slots__ = ("_client", "find_user", "options", "source")
 
-    def __init__(self, client: Client | None, options: RequestOptions, source: str) -> None:
+    def __init__(self, client: Client | None, options: RequestOptions, source: str,
+                 find_user: UserFinder | None = None) -> None:
         if client is not None and not isinstance(client, Client):  # not echoed: an API key?
             raise ConfigurationError(f"client: expected a posthog_integrations.Client, got "
                                      f"{type(client).__name__}")
         self._client = client
         self.options = options
         self.source = source
+        self.find_user = find_user if options.identify is None else _IdentifyHook(
+            options.identify)
 
     @property
     def client(self) -> Client:
@@ -119,7 +132,7 @@ class RequestTracker:
             )
             client = self._client if self._client is not None else _default_client()
             return RequestContext(client, options, self.source, request, read_info,
-                                  distinct_id, session_id, parent)
+                                  distinct_id, session_id, parent, self.find_user)
         except Exception:
             logger.exception("could not open the PostHog request context; the request goes on")
             return None
@@ -200,19 +213,23 @@ class RequestContext:
 
     def __init__(self, client: Client, options: RequestOptions, source: str, request: Any,
                  read_info: Callable[[Any], RequestInfo], distinct_id: str | None,
-                 session_id: str | None, parent: Scope | None) -> None:
+                 session_id: str | None, parent: Scope | None,
+                 find_user: UserFinder | None = None) -> None:
         self.client = client
         self.options = options
         self.source = source
         self.started = time.perf_counter() if options.capture_pageviews else 0.0
         self.ended = False  # see end()
         parent_tags = None
+        identity: str | LazyIdentity | None = distinct_id
         if parent is not None:  # a context around the server (tests do this): inherit from it
             parent_tags = parent[2]
-            distinct_id = distinct_id or parent[0]
+            identity = distinct_id if distinct_id else parent[0]  # not `or`: no lookup now
             session_id = session_id or parent[1]
+        if find_user is not None:
+            identity = RequestIdentity(request, find_user, identity)
         self._facts = facts = _RequestTags(request, read_info, options, parent_tags)
-        self._scope: Scope = (distinct_id, session_id, facts, client, None)  # owner: see _own
+        self._scope: Scope = (identity, session_id, facts, client, None)  # owner: see _own
 
     @property
     def request(self) -> Any:
@@ -220,20 +237,25 @@ class RequestContext:
 
     @property
     def distinct_id(self) -> str | None:
-        """The distinct id events captured in this request get."""
+        """The distinct id events captured in this request get (its user is looked up now, if
+        that has not happened yet)."""
         scope = current_scope()
         if scope is None or scope[OWNER] is not self:
             scope = self._scope  # as last left
-        return scope[0]
+        return distinct_id_of(scope)
 
     @property
     def info(self) -> RequestInfo:
         return self._facts.info
 
-    def read_info_now(self) -> None:
+    def read_info_now(self, status: int | None = None, content_type: str | None = None) -> None:
         """Read the request's description now, while the framework still holds its request
-        (Flask lets go of it before the body is sent, and the page view comes after)."""
+        (Flask lets go of it before the body is sent, and the page view comes after); and, if
+        ``status`` and ``content_type`` make a page view due, its identity too (a user is
+        looked up in the framework's request). Call it inside the request's context."""
         self._facts.info  # noqa: B018 - the property caches what it reads
+        if self._page_view_due(status, content_type):
+            distinct_id_of(current_scope())
 
     def __enter__(self) -> RequestContext:
         self._token = activate(self._owned())
@@ -331,12 +353,10 @@ class RequestContext:
         """The response was sent: capture ``$pageview`` for a successful HTML ``GET``."""
         if not self.options.capture_pageviews:
             return
-        if status is None or not 200 <= status < 300 or not _is_html(content_type):
-            return
         try:
-            info = self.info
-            if info.method != "GET":
+            if not self._page_view_due(status, content_type):
                 return
+            info = self.info
             properties: dict[str, Any] = {
                 "$host": info.host,
                 "$pathname": info.path,
@@ -346,6 +366,59 @@ class RequestContext:
             self.client.capture("$pageview", properties=properties)
         except Exception:
             logger.exception("capturing the request's $pageview failed")
+
+    def _page_view_due(self, status: int | None, content_type: str | None) -> bool:
+        return status is not None and 200 <= status < 300 and _is_html(content_type) \
+            and self.info.method == "GET"
+
+
+class RequestIdentity(LazyIdentity):
+    """A request's distinct id: the user ``find_user`` finds, else the tracing header's id.
+
+    Looked up when the request's first event is captured or its distinct id first read, so a
+    request that captures nothing never loads its user. Holds no reference to the request's
+    context (no cycle).
+    """
+
+    __slots__ = ("_find_user", "_header", "_request")
+
+    def __init__(self, request: Any, find_user: UserFinder,
+                 header: str | LazyIdentity | None) -> None:
+        self._state = 0  # LazyIdentity.__init__, inlined: this runs for every request
+        self._request = request
+        self._find_user = find_user
+        self._header = header
+
+    def find(self) -> str | None:
+        return self._find_user(self._request) or self.fallback()
+
+    def fallback(self) -> str | None:
+        header = self._header
+        return header if header is None or isinstance(header, str) else header.resolve()
+
+
+def identify_lazily(request: Any, find_user: UserFinder) -> None:
+    """Let the user ``find_user`` finds for ``request`` win over the current context's
+    distinct id, looked up when first needed (for an adapter running inside another's
+    request context, such as Django's middleware under the ASGI one)."""
+    scope = current_scope()
+    if scope is not None:
+        activate((RequestIdentity(request, find_user, scope[0]), scope[1], scope[2], scope[3],
+                  scope[4]))
+
+
+class _IdentifyHook:
+    """The ``identify`` option as a :data:`UserFinder`: a hook that raises or returns anything
+    but a string is logged (at most once a minute) and the tracing header is used."""
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: Callable[[Any], Any]) -> None:
+        self.hook = hook
+
+    def __call__(self, request: Any) -> str | None:
+        found: str | None = _run_hook("identify", self.hook, request, None, str)
+        return found
 
 
 def _is_html(content_type: str | None) -> bool:

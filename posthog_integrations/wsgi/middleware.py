@@ -24,7 +24,8 @@ class PostHogMiddleware:
     """Wrap any WSGI app: ``app = PostHogMiddleware(app)``.
 
     Each request runs in its own context, bound to ``client`` (default: the module's default
-    client), with identity and session from the ``X-POSTHOG-*`` headers and request tags. The
+    client), with identity and session from the ``X-POSTHOG-*`` headers and request tags; the
+    ``identify(environ)`` option, when it finds a user, wins over the distinct-id header. The
     context is re-entered while the server iterates and closes the response, so captures in a
     streamed body carry the request's identity. Exceptions escaping the app or its response
     are captured once and re-raised unchanged. Other keyword arguments are
@@ -36,7 +37,13 @@ class PostHogMiddleware:
     def __init__(self, app: WSGIApp, *, client: Client | None = None,
                  **options: Unpack[RequestSettings]) -> None:
         self.app = app
-        self._tracker = RequestTracker(client, RequestOptions.build(options), self.source)
+        self._tracker = RequestTracker(client, RequestOptions.build(options), self.source,
+                                       self.user_finder())
+
+    def user_finder(self) -> Callable[[Environ], str | None] | None:
+        """How a framework built on this finds its logged-in user (none here: the
+        ``identify`` option is how an app says who its user is)."""
+        return None
 
     @staticmethod
     def read_info(environ: Environ) -> RequestInfo:
@@ -91,7 +98,7 @@ class _Response:
         self._status_line = status
         self._headers = headers
         if self.request.options.capture_pageviews:
-            self.request.read_info_now()
+            self.request.read_info_now(self.read_status(), self._content_type())
         return self._start_response(status, headers, exc_info)
 
     def read_status(self) -> int | None:
@@ -100,11 +107,13 @@ class _Response:
         except ValueError:  # malformed: the server will say so; we must not say it first
             return None
 
+    def _content_type(self) -> str | None:
+        try:
+            return next((value for name, value in self._headers
+                         if name.lower() == "content-type"), None)
+        except Exception:
+            return None
+
     def finish(self) -> None:
         """The response is complete: its page view, if one is due (inside the context)."""
-        try:
-            content_type = next((value for name, value in self._headers
-                                 if name.lower() == "content-type"), None)
-        except Exception:
-            content_type = None
-        self.request.finish(self.read_status(), content_type)
+        self.request.finish(self.read_status(), self._content_type())

@@ -259,8 +259,8 @@ def test_known_keys_and_keyword_arguments_configure_the_app(sink: LocalSink) -> 
 
 
 @pytest.mark.parametrize("login_manager_first", [False, True])
-def test_flask_login_identifies_requests_without_the_header(sink: LocalSink,
-                                                            login_manager_first: bool) -> None:
+def test_flask_login_identifies_requests_over_the_header(sink: LocalSink,
+                                                         login_manager_first: bool) -> None:
     flask_login = pytest.importorskip("flask_login")
 
     class User(flask_login.UserMixin):  # type: ignore[name-defined,misc]
@@ -271,7 +271,7 @@ def test_flask_login_identifies_requests_without_the_header(sink: LocalSink,
     manager = flask_login.LoginManager()
     if login_manager_first:
         app = create_app(sink, ext, manager.init_app, SECRET_KEY="tests")
-    else:  # the extension cannot see it yet at init_app: decided on the first request
+    else:  # the extension cannot see it yet at init_app: looked for when a request captures
         app = create_app(sink, ext, SECRET_KEY="tests")
         manager.init_app(app)
     manager.request_loader(lambda request: User("42") if request.args.get("login") else None)
@@ -282,7 +282,8 @@ def test_flask_login_identifies_requests_without_the_header(sink: LocalSink,
     with app.app_context():
         events = delivered(ext.client, sink, event="item viewed")
     assert events[0]["distinct_id"] == "42"
-    assert events[1]["distinct_id"] == "user-1"
+    assert events[1]["distinct_id"] == "42"  # the logged-in user wins over the header
+    assert events[1]["properties"]["$session_id"] == "session-1"
     assert events[2]["properties"]["$process_person_profile"] is False
 
 

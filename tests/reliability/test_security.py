@@ -7,7 +7,9 @@
   never reach an event by default (Django, Flask, Starlette; an event and an exception each).
 - ``$ip`` exists only with ``trusted_proxies``, and a spoofed ``X-Forwarded-For`` never wins.
 - ``X-POSTHOG-DISTINCT-ID`` is an analytics hint: it never logs anyone in (Django's
-  ``request.user``, Flask-Login's ``current_user``) and adds nothing to an ASGI scope.
+  ``request.user``, Flask-Login's ``current_user``), adds nothing to an ASGI scope, and never
+  overrides the identity of a logged-in user (Django, Flask-Login, the ASGI ``identify`` hook):
+  it only names anonymous visitors.
 
 Every secret is made at random when the tests run, so none can appear in source lines that
 exception events carry as context.
@@ -473,7 +475,7 @@ def test_django_tags_no_ip_without_trust_and_the_peer_when_it_is_not_a_proxy(
     assert SPOOFED not in json.dumps(events)
 
 
-# -- (d) the tracing header never authenticates ---------------------------------------------
+# -- (d) the tracing header never authenticates, nor overrides who is logged in ---------------
 
 
 def test_the_header_never_logs_anyone_in_to_django(django_project: Client,
@@ -493,7 +495,8 @@ def test_the_header_never_logs_anyone_in_to_django(django_project: Client,
     the_member = {"authenticated": True, "username": member.username}
     assert answers == [nobody, the_member, nobody, the_member]
     events = delivered(django_project, sink, event="whoami")
-    assert [e["distinct_id"] for e in events] == [str(admin.pk)] * 2 + [admin.username] * 2
+    assert [e["distinct_id"] for e in events] == [str(admin.pk), str(member.pk),
+                                                  admin.username, str(member.pk)]
 
 
 def test_the_header_never_logs_anyone_in_with_flask_login(
@@ -509,10 +512,10 @@ def test_the_header_never_logs_anyone_in_with_flask_login(
     answers = [anonymous.get("/whoami", headers=headers).json,
                member.get("/whoami", headers=headers).json]
     assert answers == [{"authenticated": False, "id": None}, {"authenticated": True, "id": "2"}]
-    assert [e["distinct_id"] for e in delivered(client, sink, event="whoami")] == ["1", "1"]
+    assert [e["distinct_id"] for e in delivered(client, sink, event="whoami")] == ["1", "2"]
 
 
-def test_the_header_adds_nothing_to_the_asgi_scope() -> None:
+def test_the_header_adds_nothing_to_the_asgi_scope_nor_overrides_the_hook() -> None:
     seen: list[dict[str, Any]] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -527,10 +530,18 @@ def test_the_header_adds_nothing_to_the_asgi_scope() -> None:
     async def send(message: dict[str, Any]) -> None:
         pass
 
+    def identify(scope: dict[str, Any]) -> str | None:
+        return "member" if (b"authorization", b"Bearer member-token") in scope["headers"] else None
+
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [
         (b"x-posthog-distinct-id", b"admin"), (b"x-posthog-session-id", b"s-1")]}
-    middleware = ASGIMiddleware(app, client=Client(API_KEY, host="http://127.0.0.1:9"))
+    token = (b"authorization", b"Bearer member-token")
+    logged_in = {**scope, "headers": [*scope["headers"], token]}
+    middleware = ASGIMiddleware(app, client=Client(API_KEY, host="http://127.0.0.1:9"),
+                                identify=identify)
     with capture_events() as events:
         asyncio.run(middleware(dict(scope), receive, send))
-    assert seen == [scope]
-    assert events.one("scope test")["distinct_id"] == "admin"
+        asyncio.run(middleware(dict(logged_in), receive, send))
+    assert seen == [scope, logged_in]
+    assert [event["distinct_id"] for event in events] == ["admin", "member"]
+    assert {event["properties"]["$session_id"] for event in events} == {"s-1"}

@@ -68,6 +68,7 @@ def test_exclude_globs_compile_to_one_matcher() -> None:
         ({"exclude_paths": 5}, "exclude_paths: expected a list"),
         ({"extra_tags": {"a": 1}}, "extra_tags: expected a callable"),
         ({"request_filter": "myapp.filter"}, "request_filter: expected a callable"),
+        ({"identify": "myapp.current_user_id"}, "identify: expected a callable"),
         ({"exclude_path": ["/health"]}, "unknown request option 'exclude_path'; did you mean "
                                         "'exclude_paths'"),
     ],

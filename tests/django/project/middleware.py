@@ -31,3 +31,19 @@ class FailingMiddleware:
         if request.path == "/middleware-fails/":
             raise RuntimeError("middleware failed")
         return self.get_response(request)
+
+
+class TokenAuthMiddleware:
+    """Logs a request in by an ``X-Test-Token`` header (a username) when the session did not,
+    as token authentication further in the chain does: after ``request.user`` was read."""
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        token = request.META.get("HTTP_X_TEST_TOKEN")
+        if token and not request.user.is_authenticated:
+            from django.contrib.auth.models import User
+
+            request.user = User.objects.get(username=token)
+        return self.get_response(request)

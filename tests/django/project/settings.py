@@ -22,6 +22,7 @@ MIDDLEWARE = [
     "posthog_integrations.django.PostHogMiddleware",
     "tests.django.project.middleware.AsyncOnlyMiddleware",
     "tests.django.project.middleware.FailingMiddleware",
+    "tests.django.project.middleware.TokenAuthMiddleware",
 ]
 DATABASES = {
     "default": {

@@ -21,5 +21,10 @@ urlpatterns = [
     path("api/", include(api)),
     path("captured-then-raised/", views.captured_then_raised),
     path("middleware-fails/", views.item, {"item_id": 0}),
+    path("identity/", views.identity),
+    path("async/identity/", views.async_identity),
+    path("async/identity-after-auser/", views.async_identity_after_auser),
+    path("user-untouched/", views.user_untouched),
+    path("async/user-untouched/", views.async_user_untouched),
     path("", views.item, {"item_id": 1}),
 ]

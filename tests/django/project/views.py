@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.utils import translation
 
 import posthog_integrations as posthog
@@ -109,3 +115,37 @@ def captured_then_raised(request: HttpRequest) -> HttpResponse:
     except ViewFailed:
         posthog.capture_exception()
         raise
+
+
+def identity(request: HttpRequest) -> JsonResponse:
+    """Reads the request's identity, as flags will, then captures."""
+    seen = posthog.get_context_distinct_id()
+    posthog.capture("identity read")
+    return JsonResponse({"distinct_id": seen})
+
+
+async def async_identity(request: HttpRequest) -> JsonResponse:
+    seen = posthog.get_context_distinct_id()
+    posthog.capture("identity read")
+    return JsonResponse({"distinct_id": seen})
+
+
+def user_untouched(request: HttpRequest) -> JsonResponse:
+    """Captures nothing; says whether anything loaded the request's user before it answered."""
+    return JsonResponse({"user_loaded": _user_loaded(request)})
+
+
+async def async_user_untouched(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"user_loaded": _user_loaded(request)})
+
+
+def _user_loaded(request: HttpRequest) -> bool:
+    return hasattr(request, "_cached_user") or hasattr(request, "_acached_user")
+
+
+async def async_identity_after_auser(request: HttpRequest) -> JsonResponse:
+    """Loads the user the async way first, as an async view that cares about it does."""
+    await request.auser()  # type: ignore[attr-defined]
+    seen = posthog.get_context_distinct_id()
+    posthog.capture("identity read")
+    return JsonResponse({"distinct_id": seen, "sync_user_loaded": hasattr(request, "_cached_user")})
