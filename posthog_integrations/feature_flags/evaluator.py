@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
-from posthog_integrations.core.context import DISTINCT_ID, current_scope
+from posthog_integrations.core.context import get_context_distinct_id
 from posthog_integrations.core.events import InvalidEvent, normalize_distinct_id
 from posthog_integrations.core.options import ClientOptions
 from posthog_integrations.core.transport import Transport
@@ -175,10 +175,9 @@ class FlagEvaluator:
         except InvalidEvent as error:
             self._log_once("distinct_id", "flags not evaluated: %s", error)
             return None
-        if person is None:
-            scope = current_scope()
-            person = scope[DISTINCT_ID] if scope is not None else None
-        return person
+        # The context's user, looked up now if the adapter left it lazy (a logged-in user wins
+        # over the browser's header).
+        return person if person is not None else get_context_distinct_id()
 
     def _mapping(self, value: Any, name: str) -> dict[str, Any]:
         if value is None:

@@ -23,7 +23,7 @@ import posthog_integrations as posthog
 from posthog_integrations import ConfigurationError
 from posthog_integrations.asgi import PostHogMiddleware
 from posthog_integrations.sink import LocalSink
-from tests.conftest import ClientFactory, delivered
+from tests.conftest import API_KEY, ClientFactory, delivered
 
 TOKENS = {"token-of-ada": "ada", "token-of-bob": "bob"}
 VICTIM = {"X-POSTHOG-DISTINCT-ID": "bob", "X-POSTHOG-SESSION-ID": "session-9"}
@@ -53,6 +53,10 @@ def fastapi_app(identify: Any, make_client: ClientFactory) -> tuple[FastAPI, pos
         posthog.capture("profile viewed")
         posthog.capture("profile viewed again")
         return {"distinct_id": seen}
+
+    @app.get("/flag")
+    async def flag() -> dict[str, Any]:
+        return {"variant": (await posthog.aevaluate_flags()).get_flag("new-checkout")}
 
     @app.get("/quiet")
     async def quiet() -> dict[str, Any]:
@@ -226,3 +230,25 @@ def test_person_updates_go_to_the_identified_user(sink: LocalSink,
     events = delivered(client, sink)
     assert [(e["event"], e["distinct_id"], e["$set"]) for e in events] == [
         ("$set", "ada", {"plan": "pro"}), ("$set", "bob", {"plan": "pro"})]
+
+
+def test_a_logged_in_user_claiming_another_id_gets_their_own_flags() -> None:
+    # The header's id, bob, would get "test"; ada, whom the token names, "control".
+    flags = {"flags": {"new-checkout": "control"},
+             "distinct_ids": {"bob": {"new-checkout": "test"}}}
+    with LocalSink(flags=flags) as flag_sink:
+        made: list[posthog.Client] = []
+
+        def make_client(**options: Any) -> posthog.Client:
+            made.append(posthog.Client(API_KEY, host=flag_sink.url, **options))
+            return made[-1]
+
+        app, client = fastapi_app(TokenIdentity(), make_client)
+        browser = TestClient(app)
+        token = {**VICTIM, "Authorization": "Bearer token-of-ada"}
+        assert browser.get("/flag", headers=token).json() == {"variant": "control"}
+        assert browser.get("/flag", headers=VICTIM).json() == {"variant": "test"}
+        client.shutdown(timeout=2)
+        asked_for = [r.body["distinct_id"] for r in flag_sink.requests()
+                     if r.path.rstrip("/") == "/flags"]
+    assert asked_for == ["ada", "bob"]

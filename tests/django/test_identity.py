@@ -12,9 +12,10 @@ from django.db import connection
 from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 
+import posthog_integrations as posthog
 from posthog_integrations import Client as PostHogClient
 from posthog_integrations.sink import LocalSink
-from tests.conftest import delivered
+from tests.conftest import API_KEY, delivered
 
 # Someone else's id in the header, as a client picking its own flags would send it.
 VICTIM = {"HTTP_X_POSTHOG_DISTINCT_ID": "victim-1", "HTTP_X_POSTHOG_SESSION_ID": "session-9"}
@@ -137,3 +138,30 @@ def test_a_user_set_by_later_authentication_middleware_wins(
     assert answer == {"distinct_id": str(member.pk)}
     [event] = delivered(default_client, sink, event="identity read")
     assert event["distinct_id"] == str(member.pk)
+
+
+# The header's id would get "test"; everyone else, the logged-in member included, "control".
+FLAGS = {"flags": {"new-checkout": "control"},
+         "distinct_ids": {"victim-1": {"new-checkout": "test"}}}
+
+
+def test_a_logged_in_user_claiming_another_id_gets_their_own_flags(member: User) -> None:
+    with LocalSink(flags=FLAGS) as flag_sink:
+        posthog.configure(api_key=API_KEY, host=flag_sink.url)
+        try:
+            browser = Client()
+            browser.force_login(member)
+            assert browser.get("/flag/", **VICTIM).json() == {"new-checkout": "control"}
+            assert Client().get("/flag/", **VICTIM).json() == {"new-checkout": "test"}
+
+            async def run() -> Any:
+                logged_in = AsyncClient()
+                await logged_in.aforce_login(member)
+                return (await logged_in.get("/async/flag/", headers=ASYNC_VICTIM)).json()
+
+            assert asyncio.run(run()) == {"new-checkout": "control"}
+        finally:
+            posthog.shutdown()
+        asked_for = [r.body["distinct_id"] for r in flag_sink.requests()
+                     if r.path.rstrip("/") == "/flags"]
+        assert asked_for == [str(member.pk), "victim-1", str(member.pk)]

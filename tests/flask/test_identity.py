@@ -54,6 +54,10 @@ def login_app(sink: LocalSink, ext: PostHog, loads: list[str], **config: Any) ->
         posthog.capture("profile viewed")
         return jsonify(distinct_id=seen)
 
+    @app.route("/flag")
+    def flag() -> Any:
+        return jsonify(variant=posthog.evaluate_flags().get_flag("new-checkout"))
+
     @app.route("/quiet")
     def quiet() -> str:
         return "nothing captured"
@@ -129,3 +133,17 @@ def test_a_page_view_is_attributed_to_the_logged_in_user(sink: LocalSink, ext: P
         page_views = delivered(ext.client, sink, event="$pageview")
     assert [e["distinct_id"] for e in page_views] == ["2", "2", "1"]
     assert loads == ["2", "2"]  # /me and /page; the anonymous visitor has no user to load
+
+
+def test_a_logged_in_user_claiming_another_id_gets_their_own_flags(ext: PostHog) -> None:
+    # The admin ("1", the header's id) would get "test"; the member "2", "control".
+    flags = {"flags": {"new-checkout": "control"}, "distinct_ids": {"1": {"new-checkout": "test"}}}
+    with LocalSink(flags=flags) as flag_sink:
+        app = login_app(flag_sink, ext, [])
+        member = app.test_client()
+        member.get("/login/2")
+        assert member.get("/flag", headers=VICTIM).json == {"variant": "control"}
+        assert app.test_client().get("/flag", headers=VICTIM).json == {"variant": "test"}
+        asked_for = [r.body["distinct_id"] for r in flag_sink.requests()
+                     if r.path.rstrip("/") == "/flags"]
+    assert asked_for == ["2", "1"]

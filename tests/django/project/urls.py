@@ -22,6 +22,8 @@ urlpatterns = [
     path("captured-then-raised/", views.captured_then_raised),
     path("middleware-fails/", views.item, {"item_id": 0}),
     path("identity/", views.identity),
+    path("flag/", views.flag),
+    path("async/flag/", views.async_flag),
     path("async/identity/", views.async_identity),
     path("async/identity-after-auser/", views.async_identity_after_auser),
     path("user-untouched/", views.user_untouched),

@@ -149,3 +149,13 @@ async def async_identity_after_auser(request: HttpRequest) -> JsonResponse:
     seen = posthog.get_context_distinct_id()
     posthog.capture("identity read")
     return JsonResponse({"distinct_id": seen, "sync_user_loaded": hasattr(request, "_cached_user")})
+
+
+def flag(request: HttpRequest) -> JsonResponse:
+    """Evaluates the request's flags for its identity and reads one."""
+    return JsonResponse({"new-checkout": posthog.evaluate_flags().get_flag("new-checkout")})
+
+
+async def async_flag(request: HttpRequest) -> JsonResponse:
+    snapshot = await posthog.aevaluate_flags()
+    return JsonResponse({"new-checkout": snapshot.get_flag("new-checkout")})
