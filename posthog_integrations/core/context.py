@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Generator, Iterator, Mapping
-from typing import Any, Callable, Final, Optional, Protocol, TypeVar, cast
+from typing import Any, Callable, Final, Optional, Protocol, TypeVar, Union, cast
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -35,19 +35,25 @@ class ExceptionCapturer(Protocol):
     ) -> str | None: ...
 
 
-# The state of one context: (distinct_id, session_id, tags, client, owner). A plain tuple,
-# never mutated, and its tags dict is never changed after the scope is installed. Plain tuples
-# rather than a NamedTuple because every setter builds one: this halves the cost of a request's
-# context. The owner is what the context belongs to, such as an adapter's request; every context
-# opened inside inherits it, so adapters need no context variable of their own.
-Scope = tuple[
-    Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer], object
+# The state of one context: (distinct_id, session_id, tags, client, owner[, flags]). A plain
+# tuple, never mutated, and its tags dict is never changed after the scope is installed. Plain
+# tuples rather than a NamedTuple because every setter builds one: this halves the cost of a
+# request's context. The owner is what the context belongs to, such as an adapter's request;
+# every context opened inside inherits it, so adapters need no context variable of their own.
+# The optional sixth member is the context's flag cache: a dict, shared with every child
+# context, from distinct id to the flags read in it (see feature_flags.per_context). Setters
+# here carry it over; a scope built without it gets one on its first flags() call.
+Scope = Union[
+    tuple[Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer], object],
+    tuple[Optional[str], Optional[str], Mapping[str, Any], Optional[ExceptionCapturer], object,
+          dict[str, Any]],
 ]
 DISTINCT_ID: Final = 0
 SESSION_ID: Final = 1
 TAGS: Final = 2
 CLIENT: Final = 3
 OWNER: Final = 4
+FLAGS: Final = 5
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "posthog_integrations.scope", default=None
@@ -135,13 +141,16 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
     def __enter__(self) -> new_context:
         parent = current_scope()
         if parent is None:
-            self._token = _install((None, None, _NO_TAGS, self._client, None))
+            self._token = _install((None, None, _NO_TAGS, self._client, None, {}))
         elif self._fresh:
-            self._token = _install((None, None, _NO_TAGS, self._client or parent[3], parent[4]))
-        else:
             self._token = _install(
-                (parent[0], parent[1], parent[2], self._client or parent[3], parent[4])
+                (None, None, _NO_TAGS, self._client or parent[3], parent[4], {})
             )
+        elif self._client is None:
+            self._token = _install(parent)  # the same state: scopes are never mutated
+        else:
+            self._token = _install(_replaced(parent, parent[0], parent[1], parent[2],
+                                             self._client))
         return self
 
     def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
@@ -285,6 +294,14 @@ def carry_over(context: contextvars.Context) -> None:
             variable.set(value)
 
 
+def _replaced(scope: Scope, distinct_id: str | None, session_id: str | None,
+              tags: Mapping[str, Any], client: ExceptionCapturer | None) -> Scope:
+    """``scope`` with new values for its first four members; owner and flag cache kept."""
+    if len(scope) > FLAGS:
+        return (distinct_id, session_id, tags, client, scope[OWNER], scope[FLAGS])
+    return (distinct_id, session_id, tags, client, scope[OWNER])
+
+
 def tag(name: str, value: Any) -> None:
     """Add a property to every event captured in the current context (and its children)."""
     scope = current_scope()
@@ -293,7 +310,7 @@ def tag(name: str, value: Any) -> None:
         return
     tags = dict(scope[2])
     tags[name] = value
-    _install((scope[0], scope[1], tags, scope[3], scope[4]))
+    _install(_replaced(scope, scope[0], scope[1], tags, scope[3]))
 
 
 def identify_context(distinct_id: Any) -> None:
@@ -306,7 +323,7 @@ def identify_context(distinct_id: Any) -> None:
         distinct_id = _as_text(distinct_id, "identify_context()", "distinct id")
         if distinct_id is _UNREADABLE:
             return
-    _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4]))
+    _install(_replaced(scope, distinct_id or None, scope[1], scope[2], scope[3]))
 
 
 def set_context_session(session_id: Any) -> None:
@@ -319,7 +336,7 @@ def set_context_session(session_id: Any) -> None:
         session_id = _as_text(session_id, "set_context_session()", "session id")
         if session_id is _UNREADABLE:
             return
-    _install((scope[0], session_id or None, scope[2], scope[3], scope[4]))
+    _install(_replaced(scope, scope[0], session_id or None, scope[2], scope[3]))
 
 
 _UNREADABLE: Final = "\x00unreadable"
