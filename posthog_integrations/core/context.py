@@ -149,8 +149,13 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
         elif self._client is None:
             self._token = _install(parent)  # the same state: scopes are never mutated
         else:
-            self._token = _install(_replaced(parent, parent[0], parent[1], parent[2],
-                                             self._client))
+            client = self._client
+            if len(parent) > FLAGS:
+                self._token = _install(
+                    (parent[0], parent[1], parent[2], client, parent[4], parent[5])
+                )
+            else:
+                self._token = _install((parent[0], parent[1], parent[2], client, parent[4]))
         return self
 
     def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
@@ -294,14 +299,6 @@ def carry_over(context: contextvars.Context) -> None:
             variable.set(value)
 
 
-def _replaced(scope: Scope, distinct_id: str | None, session_id: str | None,
-              tags: Mapping[str, Any], client: ExceptionCapturer | None) -> Scope:
-    """``scope`` with new values for its first four members; owner and flag cache kept."""
-    if len(scope) > FLAGS:
-        return (distinct_id, session_id, tags, client, scope[OWNER], scope[FLAGS])
-    return (distinct_id, session_id, tags, client, scope[OWNER])
-
-
 def tag(name: str, value: Any) -> None:
     """Add a property to every event captured in the current context (and its children)."""
     scope = current_scope()
@@ -310,7 +307,10 @@ def tag(name: str, value: Any) -> None:
         return
     tags = dict(scope[2])
     tags[name] = value
-    _install(_replaced(scope, scope[0], scope[1], tags, scope[3]))
+    if len(scope) > FLAGS:  # inlined, not a helper: tag() is called often
+        _install((scope[0], scope[1], tags, scope[3], scope[4], scope[5]))
+    else:
+        _install((scope[0], scope[1], tags, scope[3], scope[4]))
 
 
 def identify_context(distinct_id: Any) -> None:
@@ -323,7 +323,10 @@ def identify_context(distinct_id: Any) -> None:
         distinct_id = _as_text(distinct_id, "identify_context()", "distinct id")
         if distinct_id is _UNREADABLE:
             return
-    _install(_replaced(scope, distinct_id or None, scope[1], scope[2], scope[3]))
+    if len(scope) > FLAGS:
+        _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4], scope[5]))
+    else:
+        _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4]))
 
 
 def set_context_session(session_id: Any) -> None:
@@ -336,7 +339,10 @@ def set_context_session(session_id: Any) -> None:
         session_id = _as_text(session_id, "set_context_session()", "session id")
         if session_id is _UNREADABLE:
             return
-    _install(_replaced(scope, scope[0], session_id or None, scope[2], scope[3]))
+    if len(scope) > FLAGS:
+        _install((scope[0], session_id or None, scope[2], scope[3], scope[4], scope[5]))
+    else:
+        _install((scope[0], session_id or None, scope[2], scope[3], scope[4]))
 
 
 _UNREADABLE: Final = "\x00unreadable"
