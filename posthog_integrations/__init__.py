@@ -46,12 +46,12 @@ from .feature_flags import FlagSnapshot
 __version__ = VERSION
 __all__ = [
     "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "FlagSnapshot",
-    "Posthog", "aevaluate_flags", "alias", "api_key", "capture", "capture_exception", "configure",
-    "debug", "disabled", "evaluate_flags", "feature_enabled", "flush", "get_all_flags",
-    "get_client", "get_context_distinct_id", "get_context_session_id", "get_feature_flag",
-    "get_feature_flag_payload", "get_tags", "group_identify", "host", "identify_context",
-    "new_context", "scoped", "set", "set_context_session", "set_once", "shutdown", "stats",
-    "sync_mode", "tag",
+    "Posthog", "aevaluate_flags", "aflags", "alias", "api_key", "capture", "capture_exception",
+    "configure", "debug", "disabled", "evaluate_flags", "feature_enabled", "flags", "flush",
+    "get_all_flags", "get_client", "get_context_distinct_id", "get_context_session_id",
+    "get_feature_flag", "get_feature_flag_payload", "get_tags", "group_identify", "host",
+    "identify_context", "new_context", "scoped", "set", "set_context_session", "set_once",
+    "shutdown", "stats", "sync_mode", "tag",
 ]
 
 api_key: str | None = None
@@ -147,6 +147,17 @@ async def aevaluate_flags(
         group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
         disable_geoip=disable_geoip, flag_keys=flag_keys,
     )
+
+
+def flags() -> FlagSnapshot:
+    """The current context's flags, evaluated once per context and identity (see
+    :meth:`Client.flags`); flags read from it ride on the context's later events."""
+    return _routed_client().flags()
+
+
+async def aflags() -> FlagSnapshot:
+    """:func:`flags` without blocking the event loop; it fills the same per-context cache."""
+    return await _routed_client().aflags()
 
 
 def feature_enabled(

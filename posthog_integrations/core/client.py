@@ -11,6 +11,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
 
+from posthog_integrations.feature_flags import per_context
 from posthog_integrations.feature_flags.evaluator import FlagEvaluator
 from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
@@ -271,6 +272,31 @@ class Client:
         except Exception:
             self._notices.warn("failed aevaluate_flags()", "aevaluate_flags() failed; its flags "
                                "read as flag_defaults", exc_info=True)
+            return self._flags.empty()
+
+    def flags(self) -> FlagSnapshot:
+        """The current context's flags: evaluated once per context and identity, shared with
+        the contexts opened inside it.
+
+        After a flag was read from it (``is_enabled``, ``get_flag``), every event captured in
+        the context carries ``$feature/<key>`` for the flags read so far and the sorted
+        ``$active_feature_flags``. Outside a context, or without a distinct id, an empty
+        snapshot and no request. In async code use :meth:`aflags`. Never raises.
+        """
+        try:
+            return per_context.context_flags(self)
+        except Exception:
+            self._notices.warn("failed flags()", "flags() failed; its flags read as "
+                               "flag_defaults", exc_info=True)
+            return self._flags.empty()
+
+    async def aflags(self) -> FlagSnapshot:
+        """:meth:`flags` for async code: the request runs in a worker thread."""
+        try:
+            return await per_context.acontext_flags(self)
+        except Exception:
+            self._notices.warn("failed aflags()", "aflags() failed; its flags read as "
+                               "flag_defaults", exc_info=True)
             return self._flags.empty()
 
     def get_feature_flag(

@@ -98,21 +98,27 @@ def distinct_id_of(scope: Scope | None) -> str | None:
     return found if found is None or isinstance(found, str) else found.resolve()
 
 
-# The state of one context: (distinct_id, session_id, tags, client, owner). A plain tuple,
-# never mutated, and its tags dict is never changed after the scope is installed. Plain tuples
-# rather than a NamedTuple because every setter builds one: this halves the cost of a request's
-# context. The owner is what the context belongs to, such as an adapter's request; every context
-# opened inside inherits it, so adapters need no context variable of their own. The distinct
-# id is a string, None, or a LazyIdentity looked up when an event or a flag first needs it.
-Scope = tuple[
-    Union[str, LazyIdentity, None], Optional[str], Mapping[str, Any],
-    Optional[ExceptionCapturer], object
+# The state of one context: (distinct_id, session_id, tags, client, owner[, flags]). A plain
+# tuple, never mutated, and its tags dict is never changed after the scope is installed. Plain
+# tuples rather than a NamedTuple because every setter builds one: this halves the cost of a
+# request's context. The owner is what the context belongs to, such as an adapter's request;
+# every context opened inside inherits it, so adapters need no context variable of their own.
+# The distinct id is a string, None, or a LazyIdentity looked up when an event or a flag first
+# needs it. The optional sixth member is the context's flag cache: a dict, shared with every
+# child context, from distinct id to the flags read in it (see feature_flags.per_context).
+# Setters here carry it over; a scope built without it gets one on its first flags() call.
+Scope = Union[
+    tuple[Union[str, LazyIdentity, None], Optional[str], Mapping[str, Any],
+          Optional[ExceptionCapturer], object],
+    tuple[Union[str, LazyIdentity, None], Optional[str], Mapping[str, Any],
+          Optional[ExceptionCapturer], object, dict[str, Any]],
 ]
 DISTINCT_ID: Final = 0
 SESSION_ID: Final = 1
 TAGS: Final = 2
 CLIENT: Final = 3
 OWNER: Final = 4
+FLAGS: Final = 5
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "posthog_integrations.scope", default=None
@@ -200,13 +206,21 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
     def __enter__(self) -> new_context:
         parent = current_scope()
         if parent is None:
-            self._token = _install((None, None, _NO_TAGS, self._client, None))
+            self._token = _install((None, None, _NO_TAGS, self._client, None, {}))
         elif self._fresh:
-            self._token = _install((None, None, _NO_TAGS, self._client or parent[3], parent[4]))
-        else:
             self._token = _install(
-                (parent[0], parent[1], parent[2], self._client or parent[3], parent[4])
+                (None, None, _NO_TAGS, self._client or parent[3], parent[4], {})
             )
+        elif self._client is None:
+            self._token = _install(parent)  # the same state: scopes are never mutated
+        else:
+            client = self._client
+            if len(parent) > FLAGS:
+                self._token = _install(
+                    (parent[0], parent[1], parent[2], client, parent[4], parent[5])
+                )
+            else:
+                self._token = _install((parent[0], parent[1], parent[2], client, parent[4]))
         return self
 
     def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
@@ -358,7 +372,10 @@ def tag(name: str, value: Any) -> None:
         return
     tags = dict(scope[2])
     tags[name] = value
-    _install((scope[0], scope[1], tags, scope[3], scope[4]))
+    if len(scope) > FLAGS:  # inlined, not a helper: tag() is called often
+        _install((scope[0], scope[1], tags, scope[3], scope[4], scope[5]))
+    else:
+        _install((scope[0], scope[1], tags, scope[3], scope[4]))
 
 
 def identify_context(distinct_id: Any) -> None:
@@ -371,7 +388,10 @@ def identify_context(distinct_id: Any) -> None:
         distinct_id = _as_text(distinct_id, "identify_context()", "distinct id")
         if distinct_id is _UNREADABLE:
             return
-    _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4]))
+    if len(scope) > FLAGS:
+        _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4], scope[5]))
+    else:
+        _install((distinct_id or None, scope[1], scope[2], scope[3], scope[4]))
 
 
 def set_context_session(session_id: Any) -> None:
@@ -384,7 +404,10 @@ def set_context_session(session_id: Any) -> None:
         session_id = _as_text(session_id, "set_context_session()", "session id")
         if session_id is _UNREADABLE:
             return
-    _install((scope[0], session_id or None, scope[2], scope[3], scope[4]))
+    if len(scope) > FLAGS:
+        _install((scope[0], session_id or None, scope[2], scope[3], scope[4], scope[5]))
+    else:
+        _install((scope[0], session_id or None, scope[2], scope[3], scope[4]))
 
 
 _UNREADABLE: Final = "\x00unreadable"

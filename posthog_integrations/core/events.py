@@ -1,7 +1,8 @@
 """Pure event building: identity, ids, timestamps and the property merge. No I/O.
 
-Precedence, lowest first: client super properties < context tags < caller properties; then the
-library's own properties. An event with no distinct id anywhere is personless.
+Precedence, lowest first: client super properties < context tags < the flags read in the
+context < caller properties; then the library's own properties. An event with no distinct id
+anywhere is personless.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from posthog_integrations._version import VERSION
 
-from .context import DISTINCT_ID, SESSION_ID, TAGS, LazyTags, Scope
+from .context import DISTINCT_ID, FLAGS, SESSION_ID, TAGS, LazyTags, Scope
 from .serialization import is_plain, make_json_safe
 
 logger = logging.getLogger("posthog_integrations")
@@ -178,7 +179,12 @@ def build_event(
         tags = context[TAGS]
         if type(tags) is not dict and isinstance(tags, LazyTags):
             tags = tags.resolve()  # one call instead of a Python __getitem__ per tag
-        merged = {**defaults.super_properties, **tags, **caller}
+        read_flags = context[FLAGS] if len(context) > FLAGS else None
+        if read_flags and person in read_flags:  # flags read in this context, for this person
+            flagged = read_flags[person].event_properties()
+            merged = {**defaults.super_properties, **tags, **flagged, **caller}
+        else:
+            merged = {**defaults.super_properties, **tags, **caller}
         if context[SESSION_ID] is not None:
             merged.setdefault("$session_id", context[SESSION_ID])
     if not person:

@@ -122,6 +122,13 @@ class FlagSnapshot:
         """``$feature/<key>`` for each flag and the sorted ``$active_feature_flags`` (a copy)."""
         return dict(self._event_properties)
 
+    def accessed_event_properties(self) -> dict[str, Any]:
+        """:meth:`event_properties` of only the flags read so far (``only_accessed()``'s)."""
+        with self._lock:
+            accessed = list(self._accessed)
+        records = self._records
+        return _event_properties({key: records[key] for key in accessed if key in records})
+
     def _child(self, keys: list[str]) -> FlagSnapshot:
         with self._lock:
             accessed = list(self._accessed)

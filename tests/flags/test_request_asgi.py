@@ -1,0 +1,45 @@
+"""End to end: a Starlette view reads the request's flags with ``await aflags()``; the event it
+captures next reaches the local endpoint with them, for the identity the request carried."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+import posthog_integrations as posthog
+from posthog_integrations import Client
+from posthog_integrations.asgi import PostHogMiddleware
+from posthog_integrations.sink import LocalSink
+from tests.conftest import API_KEY
+
+
+async def checkout(request: Request) -> JSONResponse:
+    flags = await posthog.aflags()
+    variant = flags.get_flag("new-checkout")
+    posthog.capture("checkout started")
+    again = await posthog.aflags()  # the same snapshot: no second request
+    return JSONResponse({"variant": variant, "same": again is flags})
+
+
+def test_a_view_reads_the_request_flags_and_its_event_carries_them() -> None:
+    with LocalSink(flags={"flags": {"new-checkout": "test", "dark-mode": True}}) as sink:
+        client = Client(API_KEY, host=sink.url)
+        app = PostHogMiddleware(Starlette(routes=[Route("/checkout", checkout)]), client=client)
+        try:
+            with TestClient(app) as http:
+                response = http.get("/checkout", headers={"X-POSTHOG-DISTINCT-ID": "visitor-7"})
+            assert response.json() == {"variant": "test", "same": True}
+            assert client.flush(timeout=5)
+        finally:
+            client.shutdown(timeout=2)
+        [event] = sink.events(event="checkout started")
+        assert event["distinct_id"] == "visitor-7"
+        assert event["properties"]["$feature/new-checkout"] == "test"
+        assert event["properties"]["$active_feature_flags"] == ["new-checkout"]
+        assert "$feature/dark-mode" not in event["properties"]  # never read in the request
+        flag_requests = [r for r in sink.requests() if r.path.rstrip("/") == "/flags"]
+        assert len(flag_requests) == 1
+        assert flag_requests[0].body["distinct_id"] == "visitor-7"
