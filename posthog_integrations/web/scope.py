@@ -229,7 +229,9 @@ class RequestContext:
         if find_user is not None:
             identity = RequestIdentity(request, find_user, identity)
         self._facts = facts = _RequestTags(request, read_info, options, parent_tags)
-        self._scope: Scope = (identity, session_id, facts, client, None)  # owner: see _own
+        # The request's own flag cache from the start, so that flags read in a copy of its
+        # context (a sync endpoint's thread) ride on what the middleware captures too.
+        self._scope: Scope = (identity, session_id, facts, client, None, {})  # owner: see _owned
 
     @property
     def request(self) -> Any:
@@ -264,14 +266,15 @@ class RequestContext:
     def __exit__(self, *exc_info: object) -> None:
         scope = current_scope()
         if scope is not None:  # keep what the app tagged for when work resumes
-            self._scope = (scope[0], scope[1], scope[2], scope[3], None)
+            flags = scope[5] if len(scope) > 5 else {}
+            self._scope = (scope[0], scope[1], scope[2], scope[3], None, flags)
         restore(self._token)
 
     def _owned(self) -> Scope:
         """The scope to install: the one kept, owned by this request. The kept one has no
         owner so that this object and its scope do not refer to each other (no cycle)."""
         scope = self._scope
-        return (scope[0], scope[1], scope[2], scope[3], self)
+        return (scope[0], scope[1], scope[2], scope[3], self, scope[5] if len(scope) > 5 else {})
 
     def install(self) -> None:
         """Install this request in the current ``contextvars`` context, for good.
@@ -403,8 +406,11 @@ def identify_lazily(request: Any, find_user: UserFinder) -> None:
     request context, such as Django's middleware under the ASGI one)."""
     scope = current_scope()
     if scope is not None:
-        activate((RequestIdentity(request, find_user, scope[0]), scope[1], scope[2], scope[3],
-                  scope[4]))
+        identity = RequestIdentity(request, find_user, scope[0])
+        if len(scope) > 5:
+            activate((identity, scope[1], scope[2], scope[3], scope[4], scope[5]))
+        else:
+            activate((identity, scope[1], scope[2], scope[3], scope[4]))
 
 
 class _IdentifyHook:

@@ -43,3 +43,27 @@ def test_a_view_reads_the_request_flags_and_its_event_carries_them() -> None:
         flag_requests = [r for r in sink.requests() if r.path.rstrip("/") == "/flags"]
         assert len(flag_requests) == 1
         assert flag_requests[0].body["distinct_id"] == "visitor-7"
+
+
+def sync_checkout(request: Request) -> JSONResponse:
+    """A sync endpoint: Starlette runs it in a thread, in a copy of the request's context."""
+    if posthog.flags().get_flag("new-checkout") == "test":
+        raise RuntimeError("the new checkout is broken")
+    return JSONResponse({})
+
+
+def test_flags_read_in_a_sync_endpoint_ride_on_the_requests_exception() -> None:
+    with LocalSink(flags={"flags": {"new-checkout": "test"}}) as sink:
+        client = Client(API_KEY, host=sink.url)
+        app = PostHogMiddleware(Starlette(routes=[Route("/checkout", sync_checkout)]),
+                                client=client)
+        try:
+            with TestClient(app, raise_server_exceptions=False) as http:
+                response = http.get("/checkout", headers={"X-POSTHOG-DISTINCT-ID": "visitor-7"})
+            assert response.status_code == 500
+            assert client.flush(timeout=5)
+        finally:
+            client.shutdown(timeout=2)
+        [error] = sink.events(event="$exception")  # captured by the middleware, not the view
+        assert error["distinct_id"] == "visitor-7"
+        assert error["properties"]["$feature/new-checkout"] == "test"
