@@ -141,12 +141,11 @@ class Client:
             if not isinstance(event, str) or not event:
                 got = repr(event) if isinstance(event, str) else type(event).__name__
                 return self._reject("event", f"event name must be a non-empty string, got {got}")
-            if flags is not None:
-                properties = self._with_flags(flags, properties)
             return self._enqueue(build_event(
                 event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
                 context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
                 disable_geoip=disable_geoip,
+                flags=None if flags is None else self._flag_properties(flags),
             ))
         except InvalidEvent as error:
             return self._reject(error.kind, f"capture() refused an event: {error}")
@@ -490,18 +489,13 @@ class Client:
         except Exception:
             return self._failed(kind)
 
-    def _with_flags(self, flags: Any,
-                    properties: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    def _flag_properties(self, flags: Any) -> dict[str, Any] | None:
         if not isinstance(flags, FlagSnapshot):
             self._notices.warn("flags", "capture(flags=...) takes a snapshot from "
                                "evaluate_flags(), got %s; the event is sent without flags",
                                type(flags).__name__)
-            return properties
-        flag_properties = flags.event_properties()
-        if properties is None:
-            return flag_properties
-        flag_properties.update(read_mapping(properties, "properties"))
-        return flag_properties
+            return None
+        return flags.event_properties()
 
     def _enqueue(self, event: Event) -> str | None:
         if self._closed:

@@ -162,11 +162,14 @@ def build_event(
     disable_geoip: bool | None = None,
     top_level: Mapping[str, Any] | None = None,
     library_properties: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
 ) -> Event:
     """Assemble one event. Explicit arguments win over the context, the context over defaults.
 
     ``library_properties`` are built by this library from JSON types only; they win over the
-    caller's properties and skip the JSON-safety walk that caller values get.
+    caller's properties and skip the JSON-safety walk that caller values get. ``flags`` (the
+    ``$feature/*`` properties of a snapshot given to ``capture``) are built the same way, win
+    over the flags read in the context, and lose to the caller's properties.
     """
     person = distinct_id if type(distinct_id) is str else normalize_distinct_id(distinct_id)
     caller = properties if type(properties) is dict else read_mapping(properties, "properties")
@@ -181,10 +184,9 @@ def build_event(
             tags = tags.resolve()  # one call instead of a Python __getitem__ per tag
         read_flags = context[FLAGS] if len(context) > FLAGS else None
         if read_flags and person in read_flags:  # flags read in this context, for this person
-            flagged = read_flags[person].event_properties()
-            merged = {**defaults.super_properties, **tags, **flagged, **caller}
-        else:
-            merged = {**defaults.super_properties, **tags, **caller}
+            read = read_flags[person].event_properties()
+            flags = {**read, **flags} if flags else read
+        merged = {**defaults.super_properties, **tags, **caller}
         if context[SESSION_ID] is not None:
             merged.setdefault("$session_id", context[SESSION_ID])
     if not person:
@@ -197,6 +199,11 @@ def build_event(
     merged.update(defaults.lib(disable_geoip))
     if not is_plain(merged):
         merged = make_json_safe(merged)
+    if flags:  # after the JSON-safety walk: $active_feature_flags, a list, would force it
+        if caller.keys().isdisjoint(flags):
+            merged.update(flags)
+        else:
+            merged.update((key, value) for key, value in flags.items() if key not in caller)
     if library_properties:
         merged.update(library_properties)
     event: Event = {

@@ -119,8 +119,13 @@ class FlagSnapshot:
         return self._child([key for key in wanted if key in self._records])
 
     def event_properties(self) -> dict[str, Any]:
-        """``$feature/<key>`` for each flag and the sorted ``$active_feature_flags`` (a copy)."""
-        return dict(self._event_properties)
+        """``$feature/<key>`` for each flag and the sorted ``$active_feature_flags`` (a copy, so
+        that an event's ``before_send`` changing its list changes no other event)."""
+        properties = dict(self._event_properties)
+        active = properties.get("$active_feature_flags")
+        if active is not None:
+            properties["$active_feature_flags"] = list(active)
+        return properties
 
     def accessed_event_properties(self) -> dict[str, Any]:
         """:meth:`event_properties` of only the flags read so far (``only_accessed()``'s)."""

@@ -3,6 +3,8 @@ request, and the caller's properties win."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 import posthog_integrations as posthog
@@ -81,3 +83,39 @@ def test_something_else_passed_as_flags_is_logged_and_the_event_still_sent(
     [event] = flags_server.events
     assert event["properties"]["k"] == 1
     assert "capture(flags=...) takes a snapshot" in caplog.text
+
+
+def test_each_event_gets_its_own_list_of_active_flags(
+    flags_server: FlagsServer, make_flags_client: FlagsClientFactory
+) -> None:
+    flags_server.respond_with(FLAGS)
+
+    def tamper(event: dict[str, object]) -> dict[str, object]:
+        properties = event["properties"]
+        assert isinstance(properties, dict)
+        if event["event"] == "first":
+            properties["$active_feature_flags"].append("tampered")
+        return event
+
+    client = make_flags_client(before_send=tamper)
+    snapshot = client.evaluate_flags("u")
+    client.capture("first", distinct_id="u", flags=snapshot)
+    client.capture("second", distinct_id="u", flags=snapshot)
+    assert client.flush(timeout=5)
+    [second] = flags_server.events_named("second")
+    assert second["properties"]["$active_feature_flags"] == ["alpha", "zeta"]
+    assert snapshot.event_properties()["$active_feature_flags"] == ["alpha", "zeta"]
+
+
+def test_flags_ride_beside_values_that_need_converting(
+    flags_server: FlagsServer, make_flags_client: FlagsClientFactory
+) -> None:
+    flags_server.respond_with(FLAGS)
+    client = make_flags_client()
+    snapshot = client.evaluate_flags("u")
+    when = datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)
+    client.capture("bought", distinct_id="u", flags=snapshot, properties={"at": when})
+    assert client.flush(timeout=5)
+    [event] = flags_server.events_named("bought")
+    assert event["properties"]["at"] == "2026-01-02T00:00:00+00:00"
+    assert event["properties"]["$active_feature_flags"] == ["alpha", "zeta"]
