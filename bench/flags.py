@@ -100,14 +100,12 @@ def _capture_flags(variant: Variant, endpoint: Endpoint, settings: Settings,
 
 
 async def read_flags_ours() -> Any:
-    """The request's flag snapshot, as a view using posthog_integrations reads it.
-
-    The routed ``evaluate_flags()`` uses the client and distinct id the middleware bound to the
-    request (the default client when the middleware was given none).
-    """
+    """The request's flag snapshot, as an async view using posthog_integrations reads it: one
+    ``/flags`` request per request, in a worker thread, for the identity the middleware bound to
+    the request; the flags read then ride on the request's later events."""
     import posthog_integrations
 
-    return posthog_integrations.evaluate_flags()
+    return await posthog_integrations.aflags()
 
 
 def _ours_app(client: Any) -> Any:
