@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -67,3 +67,23 @@ def test_flags_read_in_a_sync_endpoint_ride_on_the_requests_exception() -> None:
         [error] = sink.events(event="$exception")  # captured by the middleware, not the view
         assert error["distinct_id"] == "visitor-7"
         assert error["properties"]["$feature/new-checkout"] == "test"
+
+
+async def page(request: Request) -> HTMLResponse:
+    layout = (await posthog.aflags()).get_flag("new-checkout")
+    return HTMLResponse(f"<h1>checkout: {layout}</h1>")
+
+
+def test_flags_read_in_a_request_ride_on_its_page_view() -> None:
+    with LocalSink(flags={"flags": {"new-checkout": "test"}}) as sink:
+        client = Client(API_KEY, host=sink.url)
+        app = PostHogMiddleware(Starlette(routes=[Route("/checkout", page)]), client=client,
+                                capture_pageviews=True)
+        try:
+            with TestClient(app) as http:
+                http.get("/checkout", headers={"X-POSTHOG-DISTINCT-ID": "visitor-7"})
+            assert client.flush(timeout=5)
+        finally:
+            client.shutdown(timeout=2)
+        [page_view] = sink.events(event="$pageview")
+        assert page_view["properties"]["$feature/new-checkout"] == "test"
