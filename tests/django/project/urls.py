@@ -23,6 +23,8 @@ urlpatterns = [
     path("middleware-fails/", views.item, {"item_id": 0}),
     path("identity/", views.identity),
     path("flag/", views.flag),
+    path("checkout-with-flags/", views.checkout_with_flags),
+    path("async/checkout-with-flags/", views.async_checkout_with_flags),
     path("async/flag/", views.async_flag),
     path("async/identity/", views.async_identity),
     path("async/identity-after-auser/", views.async_identity_after_auser),

@@ -159,3 +159,21 @@ def flag(request: HttpRequest) -> JsonResponse:
 async def async_flag(request: HttpRequest) -> JsonResponse:
     snapshot = await posthog.aevaluate_flags()
     return JsonResponse({"new-checkout": snapshot.get_flag("new-checkout")})
+
+
+class CheckoutFailed(Exception):
+    pass
+
+
+def checkout_with_flags(request: HttpRequest) -> JsonResponse:
+    """Reads the request's flags, captures, reads again, then fails."""
+    variant = posthog.flags().get_flag("new-checkout")
+    posthog.capture("checkout started")
+    assert posthog.flags().get_flag("new-checkout") == variant  # the same snapshot
+    raise CheckoutFailed(str(variant))
+
+
+async def async_checkout_with_flags(request: HttpRequest) -> JsonResponse:
+    variant = (await posthog.aflags()).get_flag("new-checkout")
+    posthog.capture("checkout started")
+    raise CheckoutFailed(str(variant))
