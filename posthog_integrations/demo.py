@@ -1,9 +1,11 @@
 """``posthog-integrations demo``: the example shops, served for real, sending to a local endpoint.
 
 No PostHog account is needed. The demo starts the local capture endpoint on a free loopback
-port, serves the Django shop under gunicorn, the Flask shop under gunicorn and the Starlette
-shop under uvicorn, sends each the same scripted visit with the tracing headers posthog-js
-sends, stops the servers (which flush at exit) and shows what arrived, per framework.
+port, answering flag evaluations from the example projects' ``flags.json``, serves the Django
+shop under gunicorn, the Flask shop under gunicorn and the Starlette shop under uvicorn, sends
+each the same scripted visit with the tracing headers posthog-js sends, stops the servers
+(which flush at exit) and shows what arrived, per framework: the flag variant the add-to-cart
+view read rides on the events of that request.
 """
 
 from __future__ import annotations
