@@ -1,15 +1,18 @@
 """``posthog-integrations demo``: the example shops, served for real, sending to a local endpoint.
 
 No PostHog account is needed. The demo starts the local capture endpoint on a free loopback
-port, serves the Django shop under gunicorn, the Flask shop under gunicorn and the Starlette
-shop under uvicorn, sends each the same scripted visit with the tracing headers posthog-js
-sends, stops the servers (which flush at exit) and shows what arrived, per framework.
+port, answering flag evaluations from the example projects' ``flags.json``, serves the Django
+shop under gunicorn, the Flask shop under gunicorn and the Starlette shop under uvicorn, sends
+each the same scripted visit with the tracing headers posthog-js sends, stops the servers
+(which flush at exit) and shows what arrived, per framework: the flag variant the add-to-cart
+view read rides on the events of that request.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -32,8 +35,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
 DEMO_KEY = "phc_local_demo"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-# What each shop must have sent for its visit.
-EXPECTED = ("$pageview", "signed up", "item added", "$exception", "report streamed")
+# What each shop must have sent for its visit, in the visit's order: the add-to-cart view reads
+# a flag ($feature_flag_called) before it captures "item added".
+EXPECTED = ("$pageview", "signed up", "$feature_flag_called", "item added", "$exception",
+            "report streamed")
+# The flag every shop reads in its add-to-cart view, answered from the examples' shared file;
+# the "item added" event of that request must carry it.
+FLAGS_FILE = "flags.json"
+FLAG_PROPERTY = "$feature/checkout-layout"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,14 +98,20 @@ def run(keep_open: bool = False, examples: Path | None = None) -> int:
         print(f"the demo needs {', '.join(missing)}: pip install 'posthog-integrations[all]'",
               file=sys.stderr)
         return 2
+    try:
+        endpoint = LocalSink(flags=folder / FLAGS_FILE)  # started below
+    except ValueError as error:
+        print(f"the demo answers /flags from the example projects' {error}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     print(f"posthog-integrations demo: {len(shops)} example shops, served for real, sending to "
           "a local capture endpoint")
     for shop in SHOPS:
         if shop not in shops:
             print(f"  skipped: the {shop.name} shop ({_unsupported_here(shop)})")
-    with LocalSink() as sink, ExitStack() as servers:
+    with endpoint as sink, ExitStack() as servers:
         print(f"  local capture endpoint and viewer: {sink.url}/")
+        print(f"  its flags ({sink.flags.summary()}): {folder / FLAGS_FILE}")
         logs: dict[str, str] = {}
         urls = {}
         visiting = None
@@ -119,7 +134,7 @@ def run(keep_open: bool = False, examples: Path | None = None) -> int:
         failed = sum(not _report(shop, events) for shop in shops)
         print(f"\n  done in {time.perf_counter() - started:.1f} s")
         if failed:
-            print(f"  FAILED: {failed} of {len(shops)} shops are missing events")
+            print(f"  FAILED: {failed} of {len(shops)} shops are missing events or their flag")
             return 1
         print(f"  every expected event arrived from all {len(shops)} shops")
         if keep_open:
@@ -225,15 +240,20 @@ def _report(shop: Shop, events: list[dict[str, Any]]) -> bool:
     # view after the next request's events. Show them in the visit's order instead.
     arrived.sort(key=lambda e: (_visit_position(e["event"]), str(e.get("timestamp", ""))))
     print(f"\n  {shop.name} ({shop.server}): {len(arrived)} events")
-    print(f"    {'event':<17} {'distinct id':<22} {'session':<18} {'route':<20} detail")
+    print(f"    {'event':<20} {'distinct id':<22} {'session':<18} {'route':<20} detail")
     for event in arrived:
         properties = event["properties"]
-        print(f"    {event['event']:<17} {event['distinct_id']:<22} {session:<18} "
+        print(f"    {event['event']:<20} {event['distinct_id']:<22} {session:<18} "
               f"{properties.get('$route', '-'):<20} {_detail(event)}".rstrip())
     missing = [name for name in EXPECTED if name not in {e["event"] for e in arrived}]
     if missing:
         print(f"    MISSING: {', '.join(missing)}")
-    return not missing
+    items_added = [e for e in arrived if e["event"] == "item added"]
+    flag_missing = bool(items_added) and not any(
+        FLAG_PROPERTY in e["properties"] for e in items_added)
+    if flag_missing:
+        print(f"    MISSING: {FLAG_PROPERTY} on item added (the flag read in that request)")
+    return not missing and not flag_missing
 
 
 def _visit_position(name: str) -> int:
@@ -249,8 +269,19 @@ def _detail(event: dict[str, Any]) -> str:
         return f"{chain}{' (unhandled)' if handled is False else ''}"
     if event["event"] == "$pageview":
         return f"{properties.get('$request_duration_ms', 0):.1f} ms"
-    return ", ".join(f"{key}={value}" for key, value in properties.items()
-                     if not key.startswith("$"))
+    if event["event"] == "$feature_flag_called":
+        value = _flag(properties.get("$feature_flag_response"))
+        return f"{properties.get('$feature_flag')}={value}"
+    own = [f"{key}={value}" for key, value in properties.items() if not key.startswith("$")]
+    # The flags read earlier in the event's request, which ride on it as $feature/<key>.
+    flags = [f"{key[len('$feature/'):]}={_flag(value)}" for key, value in properties.items()
+             if key.startswith("$feature/")]
+    return " ".join(own + flags)
+
+
+def _flag(value: Any) -> str:
+    """A flag value as the flags file spells it: a variant name, true or false."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _wait_for_interrupt() -> None:

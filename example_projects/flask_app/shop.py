@@ -44,9 +44,11 @@ def create_app(**config: Any) -> Flask:
         return {"user_id": user_id}
 
     @app.post("/cart/<int:item_id>")
-    def add_to_cart(item_id: int) -> dict[str, int]:
+    def add_to_cart(item_id: int) -> dict[str, Any]:
+        # Evaluated once per request; the variant then rides on this request's later events.
+        layout = posthog.flags().get_flag("checkout-layout")
         posthog.capture("item added", properties={"item_id": item_id})
-        return {"item_id": item_id}
+        return {"item_id": item_id, "checkout_layout": layout}
 
     @app.get("/checkout")
     def checkout() -> str:

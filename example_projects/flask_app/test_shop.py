@@ -1,12 +1,13 @@
 """The shop's analytics, tested the way you would test yours: with the ``posthog_events``
-fixture, every event the app captures is recorded in memory and nothing is sent."""
+fixture, every event the app captures is recorded in memory and nothing is sent; with the
+``posthog_flags`` fixture, the flags are the test's own and none is fetched."""
 
 from __future__ import annotations
 
 import pytest
 from flask.testing import FlaskClient
 
-from posthog_integrations.testing import CapturedEvents
+from posthog_integrations.testing import CapturedEvents, FlagOverrideControl
 
 BROWSER = {"X-POSTHOG-DISTINCT-ID": "anonymous-1", "X-POSTHOG-SESSION-ID": "session-1"}
 
@@ -26,6 +27,17 @@ def test_the_browser_identity_rides_on_backend_events(client: FlaskClient,
     client.post("/cart/42", headers=BROWSER)
     event = posthog_events.one("item added", distinct_id="anonymous-1")
     assert event["properties"]["item_id"] == 42
+
+
+def test_the_variant_shown_rides_on_the_event_of_that_request(
+        client: FlaskClient, posthog_events: CapturedEvents,
+        posthog_flags: FlagOverrideControl) -> None:
+    posthog_flags.set({"checkout-layout": "classic"})
+    response = client.post("/cart/42", headers=BROWSER)
+    assert response.json == {"item_id": 42, "checkout_layout": "classic"}
+    event = posthog_events.one("item added", distinct_id="anonymous-1")
+    assert event["properties"]["$feature/checkout-layout"] == "classic"
+    assert event["properties"]["$active_feature_flags"] == ["checkout-layout"]
 
 
 def test_a_failed_checkout_is_captured_and_still_raised(client: FlaskClient,

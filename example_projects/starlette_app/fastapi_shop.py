@@ -7,6 +7,7 @@ endpoint (``posthog-integrations sink``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Form
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -34,9 +35,11 @@ async def signup(username: str = Form(), plan: str = Form("free")) -> dict[str, 
 
 
 @app.post("/cart/{item_id}")
-async def add_to_cart(item_id: int) -> dict[str, int]:
+async def add_to_cart(item_id: int) -> dict[str, Any]:
+    # Evaluated once per request; the variant then rides on this request's later events.
+    layout = (await posthog.aflags()).get_flag("checkout-layout")
     posthog.capture("item added", properties={"item_id": item_id})
-    return {"item_id": item_id}
+    return {"item_id": item_id, "checkout_layout": layout}
 
 
 @app.get("/checkout")

@@ -41,8 +41,10 @@ async def signup(request: Request) -> JSONResponse:
 
 async def add_to_cart(request: Request) -> JSONResponse:
     item_id = request.path_params["item_id"]
+    # Evaluated once per request; the variant then rides on this request's later events.
+    layout = (await posthog.aflags()).get_flag("checkout-layout")
     posthog.capture("item added", properties={"item_id": item_id})
-    return JSONResponse({"item_id": item_id})
+    return JSONResponse({"item_id": item_id, "checkout_layout": layout})
 
 
 async def checkout(request: Request) -> HTMLResponse:

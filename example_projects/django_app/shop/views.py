@@ -24,8 +24,10 @@ def signup(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 def add_to_cart(request: HttpRequest, item_id: int) -> JsonResponse:
+    # Evaluated once per request; the variant then rides on this request's later events.
+    layout = posthog.flags().get_flag("checkout-layout")
     posthog.capture("item added", properties={"item_id": item_id})
-    return JsonResponse({"item_id": item_id})
+    return JsonResponse({"item_id": item_id, "checkout_layout": layout})
 
 
 def checkout(request: HttpRequest) -> HttpResponse:
