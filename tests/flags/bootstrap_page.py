@@ -39,13 +39,15 @@ def read_bootstrap(html: str) -> dict[str, Any]:
     could have ended it early or opened a comment in it."""
     assert len(re.findall("</script", html, flags=re.IGNORECASE)) == 1, html
     assert "<!--" not in html, html
-    assert "\u2028" not in html and "\u2029" not in html, html
+    assert "\u2028" not in html, html
+    assert "\u2029" not in html, html
     parser = _Scripts()
     parser.feed(html)
     parser.close()
     assert len(parser.scripts) == 1, parser.scripts
     [script] = parser.scripts
-    assert script.startswith(PREFIX) and script.endswith(SUFFIX), script
+    assert script.startswith(PREFIX), script
+    assert script.endswith(SUFFIX), script
     found = json.loads(script[len(PREFIX):-len(SUFFIX)])
     assert isinstance(found, dict)
     return found

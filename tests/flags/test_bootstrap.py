@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from flask import Flask, render_template_string
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 import posthog_integrations as posthog
 from posthog_integrations import Client
 from posthog_integrations.asgi import PostHogMiddleware, posthog_bootstrap
-from posthog_integrations.core.context import new_context
+from posthog_integrations.core.context import LazyIdentity, activate, new_context
 from posthog_integrations.feature_flags.bootstrap import bootstrap_data, bootstrap_json
 from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 from posthog_integrations.flask import PostHog
@@ -59,6 +60,38 @@ def test_the_json_escapes_everything_that_could_end_a_script_and_reads_back_the_
     assert json.loads(text) == {"distinctID": HOSTILE, "isIdentifiedID": False,
                                 "featureFlags": {}, "featureFlagPayloads": {},
                                 "sessionID": HOSTILE}
+
+
+class FoundUser(LazyIdentity):
+    def __init__(self, found: str | None, header: str | None) -> None:
+        super().__init__()
+        self.found, self.header = found, header
+
+    def find(self) -> str | None:
+        return self.found or self.header
+
+    def fallback(self) -> str | None:
+        return self.header
+
+
+@pytest.mark.parametrize(("found", "header", "identified"), [
+    ("user-1", "anon-1", True),  # a user was found: identified
+    (None, "anon-1", False),  # only the header's anonymous id
+    ("anon-1", "anon-1", False),  # cannot tell: anonymous is the harmless answer
+])
+def test_only_an_id_found_for_a_user_is_identified(found: str | None, header: str,
+                                                    identified: bool) -> None:
+    with new_context():
+        activate((FoundUser(found, header), None, {}, None, None, {}))
+        data = bootstrap_data(FlagSnapshot())
+    assert (data["distinctID"], data["isIdentifiedID"]) == (found or header, identified)
+
+
+def test_a_plain_id_reads_as_anonymous_unless_the_caller_says_otherwise() -> None:
+    with new_context():
+        posthog.identify_context("user-1")
+        assert bootstrap_data(FlagSnapshot())["isIdentifiedID"] is False
+        assert bootstrap_data(FlagSnapshot(), identified=True)["isIdentifiedID"] is True
 
 
 def test_outside_a_context_the_bootstrap_has_no_identity_and_no_flags() -> None:

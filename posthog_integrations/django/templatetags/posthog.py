@@ -20,5 +20,6 @@ register = template.Library()
 def posthog_bootstrap(identified: bool | None = None) -> SafeString:
     """The bootstrap JSON (see :func:`bootstrap_json`), escaped for ``<script>`` and only then
     marked safe; ``identified=True`` after ``identify_context()``."""
+    # Safe to mark: bootstrap_json escapes every character that could end the script element.
     return mark_safe(
         bootstrap_json(posthog_integrations.flags(), identified=identified))
