@@ -103,6 +103,22 @@ class FlagSnapshot:
             return None
         return decode_payload(record.payload)
 
+    def values(self) -> dict[str, FlagValue]:
+        """Every flag's value (``True``, ``False`` or a variant), read silently: no
+        ``$feature_flag_called``, and nothing marked accessed, so none rides on events."""
+        return {key: record.value for key, record in self._records.items()
+                if record.value is not None}
+
+    def payloads(self) -> dict[str, Any]:
+        """The decoded payload of every flag that has a value and a payload, read silently."""
+        decoded = {}
+        for key, record in self._records.items():
+            if record.value is not None and record.payload is not None:
+                payload = decode_payload(record.payload)
+                if payload is not None:
+                    decoded[key] = payload
+        return decoded
+
     def only_accessed(self) -> FlagSnapshot:
         """A snapshot of only the flags read so far (empty when none was)."""
         with self._lock:

@@ -10,10 +10,13 @@ from typing import Any, Callable
 
 from flask import Flask, current_app, got_request_exception, has_app_context, has_request_context
 from flask import request as flask_request
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+import posthog_integrations
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.options import ClientOptions, ConfigurationError, suggest
+from posthog_integrations.feature_flags.bootstrap import bootstrap_json
 from posthog_integrations.web import RequestInfo, current_request
 from posthog_integrations.web.options import RequestSettings
 from posthog_integrations.wsgi import PostHogMiddleware
@@ -122,7 +125,14 @@ class PostHog:
         app.extensions[EXTENSION_KEY] = _AppState(client, identify_user, self._client is None)
         self._last_client = client
         got_request_exception.connect(_on_request_exception, app, weak=False)
+        app.add_template_global(posthog_bootstrap)
         app.cli.add_command(_cli_group())
+
+
+def posthog_bootstrap(identified: bool | None = None) -> Markup:
+    """Jinja global: ``{{ posthog_bootstrap() }}`` inside ``<script>`` gives posthog-js's
+    bootstrap config for this request, escaped so no value can end the script element."""
+    return Markup(bootstrap_json(posthog_integrations.flags(), identified=identified))
 
 
 def _read_config(app: Flask) -> tuple[dict[str, Any], dict[str, Any], bool]:
