@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import time
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
 
-from posthog_integrations.feature_flags import per_context
+from posthog_integrations.feature_flags.client_api import FlagMethods
 from posthog_integrations.feature_flags.evaluator import FlagEvaluator
 from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
@@ -59,7 +58,7 @@ def set_recorder(recorder: Recorder | None) -> None:
     _recorder = recorder
 
 
-class Client:
+class Client(FlagMethods):
     """Sends events to PostHog from a bounded queue on a background thread.
 
     Building a client starts no thread and opens no socket; the sender starts on the first event.
@@ -230,146 +229,6 @@ class Client:
             return self._reject(error.kind, f"capture_exception() refused an event: {error}")
         except Exception:
             return self._failed("capture_exception()")
-
-    def evaluate_flags(
-        self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
-        person_properties: Mapping[str, Any] | None = None,
-        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
-        disable_geoip: bool | None = None, flag_keys: Iterable[str] | None = None,
-    ) -> FlagSnapshot:
-        """Evaluate flags for ``distinct_id`` (default: the context's) with one ``/flags`` request.
-
-        Without an identity, or on a client that does not send, the snapshot is empty and no
-        request is made. Never raises: a failed evaluation gives a snapshot that reads as
-        ``flag_defaults``.
-        """
-        try:
-            return self._flags.evaluate(
-                distinct_id, groups=groups, person_properties=person_properties,
-                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
-                disable_geoip=disable_geoip, flag_keys=flag_keys)
-        except Exception:
-            self._notices.warn("failed evaluate_flags()", "evaluate_flags() failed; its flags "
-                               "read as flag_defaults", exc_info=True)
-            return self._flags.empty()
-
-    async def aevaluate_flags(
-        self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
-        person_properties: Mapping[str, Any] | None = None,
-        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
-        disable_geoip: bool | None = None, flag_keys: Iterable[str] | None = None,
-    ) -> FlagSnapshot:
-        """:meth:`evaluate_flags` for async code: the request runs in a worker thread."""
-        try:
-            prepared = self._flags.prepare(
-                distinct_id, groups=groups, person_properties=person_properties,
-                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
-                disable_geoip=disable_geoip, flag_keys=flag_keys)
-            if isinstance(prepared, FlagSnapshot):
-                return prepared
-            return await asyncio.to_thread(prepared.run)
-        except Exception:
-            self._notices.warn("failed aevaluate_flags()", "aevaluate_flags() failed; its flags "
-                               "read as flag_defaults", exc_info=True)
-            return self._flags.empty()
-
-    def flags(self) -> FlagSnapshot:
-        """The current context's flags: evaluated once per context and identity, shared with
-        the contexts opened inside it.
-
-        After a flag was read from it (``is_enabled``, ``get_flag``), every event captured in
-        the context carries ``$feature/<key>`` for the flags read so far and the sorted
-        ``$active_feature_flags``. Outside a context, or without a distinct id, an empty
-        snapshot and no request. In async code use :meth:`aflags`. Never raises.
-        """
-        try:
-            return per_context.context_flags(self)
-        except Exception:
-            self._notices.warn("failed flags()", "flags() failed; its flags read as "
-                               "flag_defaults", exc_info=True)
-            return self._flags.empty()
-
-    async def aflags(self) -> FlagSnapshot:
-        """:meth:`flags` for async code: the request runs in a worker thread."""
-        try:
-            return await per_context.acontext_flags(self)
-        except Exception:
-            self._notices.warn("failed aflags()", "aflags() failed; its flags read as "
-                               "flag_defaults", exc_info=True)
-            return self._flags.empty()
-
-    def get_feature_flag(
-        self, key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
-        person_properties: Mapping[str, Any] | None = None,
-        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
-        disable_geoip: bool | None = None, send_feature_flag_events: bool = True,
-    ) -> Any:
-        """``True``, ``False`` or the variant of flag ``key``, evaluated now for this one flag.
-
-        When it cannot be evaluated: its entry in ``flag_defaults``, else None. Sends
-        ``$feature_flag_called`` (once per distinct id, flag, value and groups).
-        """
-        try:
-            return self._flags.evaluate(
-                distinct_id, groups=groups, person_properties=person_properties,
-                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
-                disable_geoip=disable_geoip, flag_keys=[key], report=send_feature_flag_events,
-            ).get_flag(key)
-        except Exception:
-            self._notices.warn("failed get_feature_flag()", "get_feature_flag() failed; it "
-                               "returns the flag's default", exc_info=True)
-            return self.options.flag_defaults.get(key)
-
-    def feature_enabled(
-        self, key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
-        person_properties: Mapping[str, Any] | None = None,
-        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
-        disable_geoip: bool | None = None, send_feature_flag_events: bool = True,
-    ) -> bool | None:
-        """Whether flag ``key`` is on (a variant counts); None when it has no value or default."""
-        value = self.get_feature_flag(
-            key, distinct_id, groups=groups, person_properties=person_properties,
-            group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
-            disable_geoip=disable_geoip, send_feature_flag_events=send_feature_flag_events)
-        return None if value is None else bool(value)
-
-    def get_feature_flag_payload(
-        self, key: str, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
-        person_properties: Mapping[str, Any] | None = None,
-        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
-        disable_geoip: bool | None = None,
-    ) -> Any:
-        """The JSON-decoded payload of flag ``key``, evaluated now; None when there is none."""
-        try:
-            return self._flags.evaluate(
-                distinct_id, groups=groups, person_properties=person_properties,
-                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
-                disable_geoip=disable_geoip, flag_keys=[key], report=False,
-            ).get_flag_payload(key)
-        except Exception:
-            self._notices.warn("failed get_feature_flag_payload()",
-                               "get_feature_flag_payload() failed; it returns None", exc_info=True)
-            return None
-
-    def get_all_flags(
-        self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
-        person_properties: Mapping[str, Any] | None = None,
-        group_properties: Mapping[str, Any] | None = None, only_evaluate_locally: bool = False,
-        disable_geoip: bool | None = None,
-    ) -> dict[str, Any]:
-        """Every flag's value, evaluated now; ``flag_defaults`` fill the flags with no value."""
-        try:
-            snapshot = self._flags.evaluate(
-                distinct_id, groups=groups, person_properties=person_properties,
-                group_properties=group_properties, only_evaluate_locally=only_evaluate_locally,
-                disable_geoip=disable_geoip, report=False)
-            values = dict(self.options.flag_defaults)
-            values.update((key, snapshot.get_flag(key)) for key in snapshot.keys)
-            return values
-        except Exception:
-            self._notices.warn("failed get_all_flags()", "get_all_flags() failed; it returns "
-                               "flag_defaults", exc_info=True)
-            return dict(self.options.flag_defaults)
 
     def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
                     exception_source: str | None = None) -> _context.new_context:

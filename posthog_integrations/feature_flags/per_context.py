@@ -33,7 +33,7 @@ from .evaluator import FlagEvaluator, PendingEvaluation
 from .snapshot import FlagSnapshot
 
 if TYPE_CHECKING:
-    from posthog_integrations.core.client import Client
+    from .client_api import FlagMethods
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -47,7 +47,7 @@ class ContextFlags:
 
     __slots__ = ("client", "future")
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: FlagMethods) -> None:
         self.client = client
         self.future: concurrent.futures.Future[FlagSnapshot] = concurrent.futures.Future()
 
@@ -70,7 +70,7 @@ class ContextFlags:
             self.future.set_result(snapshot if snapshot is not None else evaluator.empty())
 
 
-def _claim(client: Client) -> tuple[ContextFlags | FlagSnapshot,
+def _claim(client: FlagMethods) -> tuple[ContextFlags | FlagSnapshot,
                                     PendingEvaluation | FlagSnapshot | None]:
     """This context's evaluation for its identity, and the evaluation to make when the caller
     is the first to ask (else None).
@@ -101,7 +101,7 @@ def _claim(client: Client) -> tuple[ContextFlags | FlagSnapshot,
     return entry, evaluator.prepare(distinct_id)
 
 
-def context_flags(client: Client) -> FlagSnapshot:
+def context_flags(client: FlagMethods) -> FlagSnapshot:
     """The current context's snapshot, evaluated (blocking) on the first call."""
     entry, pending = _claim(client)
     if isinstance(entry, FlagSnapshot):
@@ -115,7 +115,7 @@ def context_flags(client: Client) -> FlagSnapshot:
     return entry.future.result()
 
 
-async def acontext_flags(client: Client) -> FlagSnapshot:
+async def acontext_flags(client: FlagMethods) -> FlagSnapshot:
     """:func:`context_flags` without blocking the event loop."""
     entry, pending = _claim(client)
     if isinstance(entry, FlagSnapshot):
