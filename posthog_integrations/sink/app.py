@@ -23,6 +23,7 @@ from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
 from .query import InvalidQuery, api_query
 from .store import EventStore
+from .wire import bearer_key, key_of, public_event, split_body, v1_events
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -116,52 +117,6 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
 
 def _error(status: int, kind: str, code: str, detail: str) -> Response:
     return _json(status, {"type": kind, "code": code, "detail": detail})
-
-
-def _key_of(obj: dict[str, Any]) -> str | None:
-    key = obj.get("api_key") or obj.get("token")
-    if not key:
-        props = obj.get("properties")
-        key = props.get("token") if isinstance(props, dict) else None
-    return key if isinstance(key, str) and key else None
-
-
-def _is_event(obj: Any) -> bool:
-    return isinstance(obj, dict) and isinstance(obj.get("event"), str) and bool(obj["event"])
-
-
-def split_body(body: Any) -> tuple[str | None, list[dict[str, Any]]]:
-    """Return the API key and the events of a batch, list or single-event body."""
-    if isinstance(body, list):
-        events: Any = body
-        key = None
-    elif isinstance(body, dict):
-        events = body.get("batch", [body])
-        key = _key_of(body)
-    else:
-        raise BadRequest("body must be a JSON object or list")
-    if not isinstance(events, list) or not all(_is_event(e) for e in events):
-        raise BadRequest("every event must be an object with an 'event' name")
-    if key is None:
-        key = next((k for k in map(_key_of, events) if k is not None), None)
-    return key, events
-
-
-def v1_events(body: Any) -> list[dict[str, Any]]:
-    """The events of a v1 ``{"created_at": ..., "batch": [...]}`` body."""
-    batch = body.get("batch") if isinstance(body, dict) else None
-    if not isinstance(batch, list) or not all(isinstance(e, dict) for e in batch):
-        raise BadRequest("body must be an object with a 'batch' list of objects")
-    return batch
-
-
-def public_event(event: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``event`` without the API key, for the HTTP API."""
-    out = {k: v for k, v in event.items() if k not in ("api_key", "token")}
-    props = out.get("properties")
-    if isinstance(props, dict) and "token" in props:
-        out["properties"] = {k: v for k, v in props.items() if k != "token"}
-    return out
 
 
 class SinkApp:
@@ -338,7 +293,7 @@ class SinkApp:
             raw = read_body(request)
             body = decode_body(raw, compressed)
             if v1:
-                key, events = _bearer(request.headers.get("Authorization", "")), v1_events(body)
+                key, events = bearer_key(request.headers.get("Authorization", "")), v1_events(body)
             else:
                 key, events = split_body(body)
             if key is None:
@@ -385,7 +340,7 @@ class SinkApp:
         try:
             raw = read_body(request)
             body = decode_body(raw, compressed)
-            key = _key_of(body) if isinstance(body, dict) else None
+            key = key_of(body) if isinstance(body, dict) else None
             answer = flags_answer(self.flags.current(), flags_request(body))
         except BadRequest as exc:
             failure = _error(400, "validation_error", "invalid_payload", str(exc))
@@ -494,12 +449,6 @@ def _recorded(
         query=request.query_string.decode("latin-1"),
         raw=raw,
     )
-
-
-def _bearer(authorization: str) -> str | None:
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _outcome(plan: ScriptedResponse, failure: Response | None) -> tuple[Response | None, int]:
