@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import check_cli
+from ._version import VERSION
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="posthog-integrations", description="PostHog for Django, Flask and ASGI apps."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo", help="serve the example shops, send them a visit, show the events that arrived"

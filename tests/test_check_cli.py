@@ -19,7 +19,7 @@ import pytest
 
 from posthog_integrations.__main__ import main
 from posthog_integrations.check import CHECK_EVENT, run_check
-from posthog_integrations.check_cli import SERVERLESS_VARIABLES, uwsgi_finding
+from posthog_integrations.check_hazards import SERVERLESS_VARIABLES, uwsgi_finding
 from posthog_integrations.sink import LocalSink
 from tests.loopback import LoopbackServer, answer_ok, dribble_body, redirect_to
 

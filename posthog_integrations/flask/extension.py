@@ -225,20 +225,10 @@ def _flask_login_user_id(environ: dict[str, Any]) -> str | None:
 
 
 def _cli_group() -> Any:
-    import click
     from flask.cli import AppGroup
 
+    from .check_command import check_command
+
     group = AppGroup("posthog", help="PostHog commands.")
-
-    @group.command("check")
-    def check() -> None:
-        """Send one test event with this app's PostHog settings and report delivery."""
-        from posthog_integrations.check import run_check
-
-        client_options, _, _ = _read_config(current_app)
-        result = run_check(client_options)
-        if not result.ok:
-            raise click.ClickException(f"PostHog check failed: {result.message}")
-        click.echo(f"PostHog check passed: {result.message}")
-
+    group.add_command(check_command)
     return group

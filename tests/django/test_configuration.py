@@ -88,9 +88,10 @@ def test_hooks_may_be_dotted_paths() -> None:
 
 
 def test_posthog_check_reports_delivery(sink: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exit statuses: 0 delivered, 1 sending failed, 2 nothing could be sent."""
     from io import StringIO
 
-    from django.core.management import CommandError, call_command
+    from django.core.management import call_command
 
     out = StringIO()
     with override_settings(POSTHOG={"API_KEY": "phc_check", "HOST": sink.url}):
@@ -100,13 +101,21 @@ def test_posthog_check_reports_delivery(sink: Any, monkeypatch: pytest.MonkeyPat
     assert event["event"] == "posthog_integrations check"
 
     sink.script(401)
+    out = StringIO()
     with override_settings(POSTHOG={"API_KEY": "phc_wrong", "HOST": sink.url}), \
-            pytest.raises(CommandError, match="answered HTTP 401: the API key was rejected"):
-        call_command("posthog_check")
+            pytest.raises(SystemExit) as exit_info:
+        call_command("posthog_check", stdout=out)
+    assert exit_info.value.code == 1
+    assert "answered HTTP 401: the API key was rejected" in out.getvalue()
     monkeypatch.delenv("POSTHOG_API_KEY", raising=False)
-    with override_settings(POSTHOG={"HOST": sink.url}), \
-            pytest.raises(CommandError, match="nothing was sent: no API key"):
-        call_command("posthog_check")
+    out = StringIO()
+    with override_settings(POSTHOG={"HOST": sink.url}), pytest.raises(SystemExit) as exit_info:
+        call_command("posthog_check", stdout=out)
+    assert exit_info.value.code == 2
+    assert "FAIL API key: missing" in out.getvalue()
+    out = StringIO()
     with override_settings(POSTHOG={"API_KEY": "phc_x", "HOST": "http://127.0.0.1:9"}), \
-            pytest.raises(CommandError, match=r"cannot connect to http://127\.0\.0\.1:9"):
-        call_command("posthog_check", "--timeout", "2")
+            pytest.raises(SystemExit) as exit_info:
+        call_command("posthog_check", "--timeout", "2", stdout=out)
+    assert exit_info.value.code == 1
+    assert "cannot connect to http://127.0.0.1:9" in out.getvalue()
