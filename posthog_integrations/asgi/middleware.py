@@ -11,6 +11,8 @@ from posthog_integrations.core.options import positive_seconds
 from posthog_integrations.web import RequestInfo, RequestOptions, RequestTracker
 from posthog_integrations.web.request import asgi_path, tracing_ids_from_asgi
 
+from .routes import route_template as _route_template
+
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
@@ -129,42 +131,4 @@ def _header(headers: Iterable[tuple[bytes, bytes]] | None, wanted: bytes) -> str
     for name, value in headers or ():
         if name.lower() == wanted:
             return value.decode("latin-1")
-    return None
-
-
-def _route_template(scope: Scope, root_path: str) -> str | None:
-    """The matched route's template: from ``scope["route"]`` (Starlette 1.x, FastAPI), else by
-    matching the request against the routes of ``scope["router"]`` (older Starlette).
-
-    Under a ``Mount``, the route is relative to the mount, whose prefix the router appended to
-    ``root_path``; it is put back in front.
-    """
-    try:
-        route = scope.get("route")
-        template = getattr(route, "path", None)
-        if not isinstance(template, str):
-            router = scope.get("router")
-            return _match_template(getattr(router, "routes", ()), scope, root_path, "")
-        mounted = (scope.get("root_path") or "")[len(root_path):]
-        if hasattr(route, "routes"):  # the route is a Mount itself
-            return mounted or template
-        return mounted + template if mounted else template
-    except Exception:  # an exotic route object must not break error reporting
-        return None
-
-
-def _match_template(routes: Iterable[Any], scope: Scope, root_path: str,
-                    prefix: str) -> str | None:
-    """Walk Starlette routes as the router did, joining the templates of what matched."""
-    probe = {"type": scope["type"], "path": scope["path"], "root_path": root_path,
-             "method": scope.get("method")}
-    for route in routes:
-        match, child = route.matches(probe)
-        if match.name == "FULL":
-            template = prefix + route.path
-            inner = getattr(route, "routes", None)
-            if inner is None:
-                return str(template)
-            found = _match_template(inner, scope, child.get("root_path", root_path), template)
-            return found or str(template)
     return None

@@ -22,10 +22,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "posthog_integrations.django.PostHogMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Right after AuthenticationMiddleware: it sees request.user, and what comes after it (more
+    # middleware, then the view) runs inside the request's context, exceptions included.
+    "posthog_integrations.django.PostHogMiddleware",
 ]
 
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
