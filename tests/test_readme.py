@@ -442,7 +442,21 @@ def check_command(words: list[str], line: str) -> str | None:
         return f"python -m {args[1]} has no {sorted(missing)}" if missing else None
     if program == "python" and args and re.fullmatch(r"your_\w+\.py", args[0]):
         return None  # the reader's own program
+    if program == "python" and args[:1] == ["manage.py"]:
+        commands = ROOT / "posthog_integrations" / "django" / "management" / "commands"
+        name = args[1] if len(args) > 1 else ""
+        return None if (commands / f"{name}.py").is_file() else f"no management command {name!r}"
+    if program == "flask" and "posthog" in args:
+        sub = args[args.index("posthog") + 1:][:1]
+        return None if sub and sub[0] in flask_posthog_commands() else f"no flask posthog {sub}"
     return f"unknown command {program!r}"
+
+
+def flask_posthog_commands() -> set[str]:
+    """The subcommands of the ``flask posthog`` group the Flask extension adds."""
+    from posthog_integrations.flask.extension import _cli_group
+
+    return set(_cli_group().commands)
 
 
 def shell_commands() -> list[tuple[Block, str, list[str]]]:
