@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from posthog_integrations import demo
 from posthog_integrations.__main__ import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_demo_serves_every_shop_and_every_event_arrives(
@@ -79,3 +84,43 @@ def _visit_events(names: Iterable[str]) -> list[dict[str, Any]]:
         events.append({"event": name, "distinct_id": "someone", "properties": properties,
                        "timestamp": f"2026-01-01T00:00:0{index}Z"})
     return events
+
+
+# -- without werkzeug ------------------------------------------------------------------------
+
+# The command line, run as ``python -c RUN_MAIN <arguments>``; with BLOCK_WERKZEUG first,
+# werkzeug cannot be imported, as after `pip install posthog-integrations` without [sink].
+RUN_MAIN = (
+    "import sys\n"
+    "from posthog_integrations.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+BLOCK_WERKZEUG = "import sys\nsys.modules['werkzeug'] = None  # every import of it fails\n"
+SINK_OPTIONS = ("--host", "--port", "--db", "--quiet", "--flags", "--respond")
+
+
+def _command(*args: str, werkzeug: bool = True) -> subprocess.CompletedProcess[str]:
+    code = RUN_MAIN if werkzeug else BLOCK_WERKZEUG + RUN_MAIN
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60,
+                          check=False)
+
+
+def test_the_sink_help_lists_every_option_without_werkzeug() -> None:
+    without = _command("sink", "--help", werkzeug=False)
+    assert without.returncode == 0, without.stderr
+    for option in SINK_OPTIONS:
+        assert option in without.stdout
+    assert "posthog-integrations[sink]" in without.stdout  # the help names the extra too
+    assert without.stdout == _command("sink", "--help").stdout
+
+
+@pytest.mark.parametrize("command", [["sink", "--port", "0"], ["demo"]])
+def test_without_werkzeug_the_sink_and_demo_name_the_extra_in_one_line(
+        command: list[str]) -> None:
+    result = _command(*command, werkzeug=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "werkzeug" in line
+    assert line.endswith("pip install 'posthog-integrations[sink]'")
