@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from werkzeug.wrappers import Request, Response
 
-from .api import error_response, json_response, list_events, viewer_page
+from .api import clear_events, error_response, json_response, list_events, viewer_page
 from .body import BadRequest, PayloadTooLarge, decode_body, read_body
 from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
@@ -269,6 +269,8 @@ class SinkApp:
             return self._flags(request)
         if request.method == "GET" and path == API_EVENTS_PATH:
             return list_events(self.store, request)
+        if request.method == "DELETE" and path == API_EVENTS_PATH:
+            return clear_events(self.store, request)
         if request.method == "GET" and path in VIEWER_PATHS:
             return viewer_page()
         return error_response(404, "not_found", "not_found", "no such endpoint")
