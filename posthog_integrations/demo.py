@@ -5,7 +5,7 @@ port, answering flag evaluations from the example projects' ``flags.json``, serv
 shop under gunicorn, the Flask shop under gunicorn and the Starlette shop under uvicorn, sends
 each the same scripted visit with the tracing headers posthog-js sends, stops the servers
 (which flush at exit) and shows what arrived, per framework: the flag variant the add-to-cart
-view read rides on the events of that request.
+view read rides on the events of that request. Ctrl-C stops the servers and exits with 130.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +45,8 @@ EXPECTED = ("$pageview", "signed up", "$feature_flag_called", "item added", "$ex
 # the "item added" event of that request must carry it.
 FLAGS_FILE = "flags.json"
 FLAG_PROPERTY = "$feature/checkout-layout"
+# The exit status after Ctrl-C, as a shell reports a command ended by SIGINT.
+INTERRUPTED = 130
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +85,21 @@ SHOPS = (
 
 
 def run(keep_open: bool = False, examples: Path | None = None) -> int:
-    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't.
+    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't,
+    130 when interrupted (Ctrl-C), once the servers are stopped.
 
     ``examples`` is the ``example_projects`` folder of a clone (default: beside the package,
     else in the working directory).
     """
+    try:
+        return _run(keep_open, examples)
+    except KeyboardInterrupt:  # the servers were stopped on the way out
+        print(flush=True)  # after the terminal's ^C
+        print("posthog-integrations demo: interrupted; its servers are stopped", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _run(keep_open: bool, examples: Path | None) -> int:
     candidates = [examples] if examples is not None else [EXAMPLES, Path("example_projects")]
     folder = next((path.resolve() for path in candidates if (path / "flask_app").is_dir()), None)
     if folder is None:
@@ -141,8 +155,38 @@ def run(keep_open: bool = False, examples: Path | None = None) -> int:
             print(f"\n  browse them in the viewer: {sink.url}/ (Ctrl-C to stop)")
             _wait_for_interrupt()
         else:
-            print("  to browse them in the viewer: posthog-integrations demo --keep-open")
+            again = [*_this_command(), "demo", "--keep-open"]
+            if examples is not None:
+                again += ["--examples", _shown_path(folder)]
+            print(f"  to browse them in the viewer: {shlex.join(again)}")
     return 0
+
+
+def _this_command() -> list[str]:
+    """How to run ``posthog-integrations`` again from the working directory.
+
+    The console script's name when PATH finds this one; else its path (as when the venv is
+    not activated); else this interpreter with ``-m``.
+    """
+    name = "posthog-integrations"
+    script = Path(sys.executable).parent / (name + (".exe" if os.name == "nt" else ""))
+    if not script.is_file():
+        return [_shown_path(Path(sys.executable)), "-m", "posthog_integrations"]
+    found = shutil.which(name)
+    if found is not None and os.path.samefile(found, script):
+        return [name]
+    return [_shown_path(script)]
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return str(absolute)
+    # A bare name would be looked up on PATH, not in the working directory.
+    return str(relative) if len(relative.parts) > 1 else os.path.join(os.curdir, relative)
 
 
 def _unsupported_here(shop: Shop) -> str | None:
@@ -177,14 +221,27 @@ def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> 
         _wait_until_listening(process, port, shop.name)
         yield f"http://127.0.0.1:{port}"
     finally:
+        logs[shop.name] = _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    """Stop a shop's server and return what it printed.
+
+    SIGTERM lets it flush its events; it is killed when it takes over ``STOP_TIMEOUT`` or
+    on another Ctrl-C, which then goes on to stop the other servers.
+    """
+    try:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        logs[shop.name] = output or ""
+        output, _ = process.communicate(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    except KeyboardInterrupt:
+        process.kill()
+        process.wait()
+        raise
+    return output or ""
 
 
 def _free_port() -> int:
