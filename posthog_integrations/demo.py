@@ -5,11 +5,17 @@ port, answering flag evaluations from the example projects' ``flags.json``, serv
 shop under gunicorn, the Flask shop under gunicorn and the Starlette shop under uvicorn, sends
 each the same scripted visit with the tracing headers posthog-js sends, stops the servers
 (which flush at exit) and shows what arrived, per framework: the flag variant the add-to-cart
-view read rides on the events of that request. Ctrl-C stops the servers and exits with 130.
+view read rides on the events of that request.
+
+Ctrl-C (or SIGTERM, or closing the terminal) stops the servers and exits with 128 + the
+signal's number. Each server runs in a session of its own, so that only the demo signals it:
+a gunicorn worker interrupted by the terminal's Ctrl-C in the middle of a request can hang,
+orphaned, and keep its port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -20,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,6 +34,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from .sink import LocalSink
@@ -45,8 +53,18 @@ EXPECTED = ("$pageview", "signed up", "$feature_flag_called", "item added", "$ex
 # the "item added" event of that request must carry it.
 FLAGS_FILE = "flags.json"
 FLAG_PROPERTY = "$feature/checkout-layout"
-# The exit status after Ctrl-C, as a shell reports a command ended by SIGINT.
-INTERRUPTED = 130
+# Signals that stop the demo as Ctrl-C does; it exits with 128 + the signal's number, as a
+# shell reports a command ended by it (130 for Ctrl-C).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """The demo was told to stop by ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,17 +104,39 @@ SHOPS = (
 
 def run(keep_open: bool = False, examples: Path | None = None) -> int:
     """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't,
-    130 when interrupted (Ctrl-C), once the servers are stopped.
+    128 + the signal's number when stopped by Ctrl-C (130), SIGTERM or SIGHUP.
 
     ``examples`` is the ``example_projects`` folder of a clone (default: beside the package,
     else in the working directory).
     """
     try:
-        return _run(keep_open, examples)
-    except KeyboardInterrupt:  # the servers were stopped on the way out
+        with _stop_signals_interrupt():
+            return _run(keep_open, examples)
+    except KeyboardInterrupt as interrupt:  # the servers were stopped on the way out
+        signum = interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT
+        name = signal.Signals(signum).name
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
         print(flush=True)  # after the terminal's ^C
-        print("posthog-integrations demo: interrupted; its servers are stopped", file=sys.stderr)
-        return INTERRUPTED
+        print(f"posthog-integrations demo: {how}; its servers are stopped", file=sys.stderr)
+        return 128 + signum
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Make :data:`STOP_SIGNALS` raise :class:`Stopped` in this (the main) thread meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
 
 
 def _run(keep_open: bool, examples: Path | None) -> int:
@@ -216,7 +256,8 @@ def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> 
                                                        os.environ.get("PYTHONPATH")]))}
     _progress(f"{shop.name}: starting {shop.server} on port {port}")
     process = subprocess.Popen(shop.argv(port), cwd=examples / shop.folder, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     try:
         _wait_until_listening(process, port, shop.name)
         yield f"http://127.0.0.1:{port}"
@@ -227,21 +268,31 @@ def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> 
 def _stop(process: subprocess.Popen[str]) -> str:
     """Stop a shop's server and return what it printed.
 
-    SIGTERM lets it flush its events; it is killed when it takes over ``STOP_TIMEOUT`` or
-    on another Ctrl-C, which then goes on to stop the other servers.
+    SIGTERM lets it flush its events. When it takes over ``STOP_TIMEOUT``, or on another
+    Ctrl-C (which then goes on to stop the other servers), it is killed with its workers.
     """
     try:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _kill_session(process)
         output, _ = process.communicate()
     except KeyboardInterrupt:
-        process.kill()
+        _kill_session(process)
         process.wait()
         raise
     return output or ""
+
+
+def _kill_session(process: subprocess.Popen[str]) -> None:
+    """Kill ``process`` and every process of its session (a server's workers)."""
+    killpg = getattr(os, "killpg", None)
+    if killpg is None:  # Windows: no sessions
+        process.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):  # all gone already
+        killpg(process.pid, signal.SIGKILL)
 
 
 def _free_port() -> int:
@@ -342,8 +393,11 @@ def _flag(value: Any) -> str:
 
 
 def _wait_for_interrupt() -> None:
+    """Wait for Ctrl-C, the expected end of ``--keep-open`` (other signals still stop the demo)."""
     try:
         while True:
             time.sleep(3600)
+    except Stopped:
+        raise
     except KeyboardInterrupt:
         print()

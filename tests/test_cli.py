@@ -183,10 +183,14 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("whole_group", [False, True], ids=["demo", "terminal"])
-def test_ctrl_c_during_the_demo_stops_every_server_and_exits_130(
-        tmp_path: Path, whole_group: bool) -> None:
-    # "terminal": Ctrl-C in a terminal interrupts the servers too (the whole process group).
+@pytest.mark.parametrize(("signum", "whole_group", "message"), [
+    (signal.SIGINT, False, "interrupted"),
+    # Ctrl-C in a terminal signals the whole foreground process group.
+    (signal.SIGINT, True, "interrupted"),
+    (signal.SIGTERM, False, "stopped by SIGTERM"),
+], ids=["ctrl-c", "ctrl-c-in-a-terminal", "sigterm"])
+def test_interrupting_the_demo_stops_every_server_without_a_traceback(
+        tmp_path: Path, signum: int, whole_group: bool, message: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "posthog_integrations", "demo"],
                             cwd=tmp_path, env=_demo_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -202,19 +206,19 @@ def test_ctrl_c_during_the_demo_stops_every_server_and_exits_130(
         assert len(servers) >= len(ports)
         assert all(map(_listening, ports))
         if whole_group:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signum)
         else:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
         out, err = proc.communicate(timeout=DEMO_TIMEOUT)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == 128 + signum, out + err
     assert "Traceback" not in out + err
     assert "every expected event arrived" not in out  # it was interrupted during the visits
-    [message] = err.strip().splitlines()
-    assert message == "posthog-integrations demo: interrupted; its servers are stopped"
+    expected = f"posthog-integrations demo: {message}; its servers are stopped"
+    assert err.strip().splitlines() == [expected]
     assert _running(servers) == set()
     assert not any(map(_listening, ports))
 
