@@ -110,7 +110,8 @@ class SinkApp:
 
     Accepted events go to ``store``; ``on_stored(events, endpoint)`` is called after each add.
     ``/flags`` is answered from ``flags`` (no flags when None). Capture requests are answered
-    ``respond`` (an error status) when it is given and no scripted answer is queued.
+    ``respond`` (an error status) when it is given and no scripted answer is queued;
+    ``on_responded(status, event_count, endpoint)`` is called for each.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class SinkApp:
         max_recorded_requests: int = MAX_RECORDED_REQUESTS,
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
         respond: int | None = None,
+        on_responded: Callable[[int, int, str], None] | None = None,
     ) -> None:
         check_respond(respond)
         for name, value in (
@@ -133,6 +135,7 @@ class SinkApp:
         self.store = store
         self.flags = flags if flags is not None else FlagSource()
         self._on_stored = on_stored
+        self._on_responded = on_responded
         self._max_recorded_requests = max_recorded_requests
         self._max_recorded_bytes = max_recorded_bytes
         self._lock = threading.Lock()
@@ -308,6 +311,8 @@ class SinkApp:
         self._carry_out(plan, request)
         if failure is not None:
             return failure
+        if plan is self._usual and not _ok(status) and self._on_responded is not None:
+            self._on_responded(status, len(events), request.path)
         if _ok(status) and events and key is not None:
             self.store.add(events, api_key=key, endpoint=request.path)
             if self._on_stored is not None:

@@ -66,10 +66,13 @@ def _echo(events: list[dict[str, Any]], endpoint: str) -> None:
         if session is not None:
             line += f"  session={printable(session)}"
         lines.append(f"{line}  {printable(endpoint)}\n")
+    _write("".join(lines))
+
+
+def _write(text: str) -> None:
     # Escape what the console cannot show rather than fail the request.
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    text = "".join(lines).encode(encoding, "backslashreplace").decode(encoding)
-    sys.stdout.write(text)
+    sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
     sys.stdout.flush()
 
 
@@ -123,6 +126,7 @@ class LocalSink:
             max_recorded_requests=max_recorded_requests,
             max_recorded_bytes=max_recorded_bytes,
             respond=respond,
+            on_responded=self._on_responded,
         )
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -242,6 +246,13 @@ class LocalSink:
                 f" capture requests by answered status: {dict(statuses)}"
             )
         return self.store.events()
+
+    def _on_responded(self, status: int, event_count: int, endpoint: str) -> None:
+        if self.echo:
+            now = datetime.now().strftime("%H:%M:%S")
+            plural = "" if event_count == 1 else "s"
+            _write(f"{now}  answered {status}: {event_count} event{plural} not stored"
+                   f"  {printable(endpoint)}\n")
 
     def _on_stored(self, events: list[dict[str, Any]], endpoint: str) -> None:
         if self.echo:

@@ -90,6 +90,16 @@ def test_respond_503_makes_a_client_retry_then_give_up() -> None:
         assert sink.events() == []
 
 
+def test_respond_prints_a_line_per_refused_request(capsys: pytest.CaptureFixture[str]) -> None:
+    with LocalSink(respond=401, echo=True) as sink:
+        batch = [make_event("one"), make_event("two")]
+        assert post(sink, "/batch/", {"api_key": KEY, "batch": batch}).status_code == 401
+    out, err = capsys.readouterr()
+    [line] = out.splitlines()
+    assert line.split()[1:] == ["answered", "401:", "2", "events", "not", "stored", "/batch/"]
+    assert KEY not in out + err
+
+
 @pytest.mark.parametrize("status", [0, 200, 204, 302, 399, 600])
 def test_respond_must_be_an_error_status(status: int) -> None:
     expected = f"respond must be an HTTP status from 400 to 599, not {status}"
