@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import check_cli
 from ._version import VERSION
+from .sink import cli as sink_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,30 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "happened, plus fork and threading hazards"
     )
     check_cli.add_arguments(check_parser)
-    sink_server = _optional_sink()
-    if sink_server is not None:
-        sink_server.add_arguments(sink_parser)
+    sink_cli.add_arguments(sink_parser)
     args = parser.parse_args(argv)
     if args.command == "check":  # needs no werkzeug
         return check_cli.run(args)
-    if sink_server is None:
-        print("the local capture endpoint needs werkzeug: "
-              "pip install 'posthog-integrations[sink]'", file=sys.stderr)
-        return 2
     if args.command == "sink":
-        status: int = sink_server.run(args)
-        return status
+        return sink_cli.run(args)
+    if not sink_cli.werkzeug_installed("demo"):
+        return 2
     from . import demo
 
     return demo.run(keep_open=args.keep_open, examples=args.examples)
-
-
-def _optional_sink() -> types.ModuleType | None:
-    try:
-        from .sink import server
-    except ImportError:  # werkzeug is an optional dependency
-        return None
-    return server
 
 
 if __name__ == "__main__":

@@ -6,18 +6,27 @@ shop under gunicorn, the Flask shop under gunicorn and the Starlette shop under 
 each the same scripted visit with the tracing headers posthog-js sends, stops the servers
 (which flush at exit) and shows what arrived, per framework: the flag variant the add-to-cart
 view read rides on the events of that request.
+
+Ctrl-C (or SIGTERM, or closing the terminal) stops the servers and exits with 128 + the
+signal's number. Each server runs in a session of its own, so that only the demo signals it:
+a gunicorn worker interrupted by the terminal's Ctrl-C in the middle of a request can hang,
+orphaned, and keep its port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +34,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from .sink import LocalSink
@@ -43,6 +53,18 @@ EXPECTED = ("$pageview", "signed up", "$feature_flag_called", "item added", "$ex
 # the "item added" event of that request must carry it.
 FLAGS_FILE = "flags.json"
 FLAG_PROPERTY = "$feature/checkout-layout"
+# Signals that stop the demo as Ctrl-C does; it exits with 128 + the signal's number, as a
+# shell reports a command ended by it (130 for Ctrl-C).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """The demo was told to stop by ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +103,43 @@ SHOPS = (
 
 
 def run(keep_open: bool = False, examples: Path | None = None) -> int:
-    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't.
+    """Run the demo; 0 when every shop's events arrived, 1 when some did not, 2 when it can't,
+    128 + the signal's number when stopped by Ctrl-C (130), SIGTERM or SIGHUP.
 
     ``examples`` is the ``example_projects`` folder of a clone (default: beside the package,
     else in the working directory).
     """
+    try:
+        with _stop_signals_interrupt():
+            return _run(keep_open, examples)
+    except KeyboardInterrupt as interrupt:  # the servers were stopped on the way out
+        signum = interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT
+        name = signal.Signals(signum).name
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
+        print(flush=True)  # after the terminal's ^C
+        print(f"posthog-integrations demo: {how}; its servers are stopped", file=sys.stderr)
+        return 128 + signum
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """Make :data:`STOP_SIGNALS` raise :class:`Stopped` in this (the main) thread meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def _run(keep_open: bool, examples: Path | None) -> int:
     candidates = [examples] if examples is not None else [EXAMPLES, Path("example_projects")]
     folder = next((path.resolve() for path in candidates if (path / "flask_app").is_dir()), None)
     if folder is None:
@@ -141,8 +195,38 @@ def run(keep_open: bool = False, examples: Path | None = None) -> int:
             print(f"\n  browse them in the viewer: {sink.url}/ (Ctrl-C to stop)")
             _wait_for_interrupt()
         else:
-            print("  to browse them in the viewer: posthog-integrations demo --keep-open")
+            again = [*_this_command(), "demo", "--keep-open"]
+            if examples is not None:
+                again += ["--examples", _shown_path(folder)]
+            print(f"  to browse them in the viewer: {shlex.join(again)}")
     return 0
+
+
+def _this_command() -> list[str]:
+    """How to run ``posthog-integrations`` again from the working directory.
+
+    The console script's name when PATH finds this one; else its path (as when the venv is
+    not activated); else this interpreter with ``-m``.
+    """
+    name = "posthog-integrations"
+    script = Path(sys.executable).parent / (name + (".exe" if os.name == "nt" else ""))
+    if not script.is_file():
+        return [_shown_path(Path(sys.executable)), "-m", "posthog_integrations"]
+    found = shutil.which(name)
+    if found is not None and os.path.samefile(found, script):
+        return [name]
+    return [_shown_path(script)]
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return str(absolute)
+    # A bare name would be looked up on PATH, not in the working directory.
+    return str(relative) if len(relative.parts) > 1 else os.path.join(os.curdir, relative)
 
 
 def _unsupported_here(shop: Shop) -> str | None:
@@ -172,19 +256,43 @@ def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> 
                                                        os.environ.get("PYTHONPATH")]))}
     _progress(f"{shop.name}: starting {shop.server} on port {port}")
     process = subprocess.Popen(shop.argv(port), cwd=examples / shop.folder, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
     try:
         _wait_until_listening(process, port, shop.name)
         yield f"http://127.0.0.1:{port}"
     finally:
+        logs[shop.name] = _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    """Stop a shop's server and return what it printed.
+
+    SIGTERM lets it flush its events. When it takes over ``STOP_TIMEOUT``, or on another
+    Ctrl-C (which then goes on to stop the other servers), it is killed with its workers.
+    """
+    try:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        logs[shop.name] = output or ""
+        output, _ = process.communicate(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _kill_session(process)
+        output, _ = process.communicate()
+    except KeyboardInterrupt:
+        _kill_session(process)
+        process.wait()
+        raise
+    return output or ""
+
+
+def _kill_session(process: subprocess.Popen[str]) -> None:
+    """Kill ``process`` and every process of its session (a server's workers)."""
+    killpg = getattr(os, "killpg", None)
+    if killpg is None:  # Windows: no sessions
+        process.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):  # all gone already
+        killpg(process.pid, signal.SIGKILL)
 
 
 def _free_port() -> int:
@@ -285,8 +393,11 @@ def _flag(value: Any) -> str:
 
 
 def _wait_for_interrupt() -> None:
+    """Wait for Ctrl-C, the expected end of ``--keep-open`` (other signals still stop the demo)."""
     try:
         while True:
             time.sleep(3600)
+    except Stopped:
+        raise
     except KeyboardInterrupt:
         print()

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from posthog_integrations import demo
 from posthog_integrations.__main__ import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_demo_serves_every_shop_and_every_event_arrives(
@@ -79,3 +90,163 @@ def _visit_events(names: Iterable[str]) -> list[dict[str, Any]]:
         events.append({"event": name, "distinct_id": "someone", "properties": properties,
                        "timestamp": f"2026-01-01T00:00:0{index}Z"})
     return events
+
+
+# -- without werkzeug ------------------------------------------------------------------------
+
+# The command line, run as ``python -c RUN_MAIN <arguments>``; with BLOCK_WERKZEUG first,
+# werkzeug cannot be imported, as after `pip install posthog-integrations` without [sink].
+RUN_MAIN = (
+    "import sys\n"
+    "from posthog_integrations.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+BLOCK_WERKZEUG = "import sys\nsys.modules['werkzeug'] = None  # every import of it fails\n"
+SINK_OPTIONS = ("--host", "--port", "--db", "--quiet", "--flags", "--respond")
+
+
+def _command(*args: str, werkzeug: bool = True) -> subprocess.CompletedProcess[str]:
+    code = RUN_MAIN if werkzeug else BLOCK_WERKZEUG + RUN_MAIN
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60,
+                          check=False)
+
+
+def test_the_sink_help_lists_every_option_without_werkzeug() -> None:
+    without = _command("sink", "--help", werkzeug=False)
+    assert without.returncode == 0, without.stderr
+    for option in SINK_OPTIONS:
+        assert option in without.stdout
+    assert "posthog-integrations[sink]" in without.stdout  # the help names the extra too
+    assert without.stdout == _command("sink", "--help").stdout
+
+
+@pytest.mark.parametrize("command", [["sink", "--port", "0"], ["demo"]])
+def test_without_werkzeug_the_sink_and_demo_name_the_extra_in_one_line(
+        command: list[str]) -> None:
+    result = _command(*command, werkzeug=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "werkzeug" in line
+    assert line.endswith("pip install 'posthog-integrations[sink]'")
+
+
+# -- the demo as a user runs it ----------------------------------------------------------------
+
+STARTING = re.compile(r"starting \w+ on port (\d+)")
+DEMO_TIMEOUT = 120  # the demo takes a few seconds; far more on a machine this busy
+
+
+def _demo_env() -> dict[str, str]:
+    """The environment without this interpreter's directory on PATH, as outside a venv."""
+    bin_dir = os.path.dirname(sys.executable)
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and os.path.abspath(d) != bin_dir)
+    return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process's parent and state, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        found[int(entry.name)] = (int(parent), state)
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    processes = _processes()
+    found: set[int] = set()
+    parents = {pid}
+    while parents:
+        children = {child for child, (parent, _) in processes.items() if parent in parents}
+        parents = children - found
+        found |= children
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    processes = _processes()
+    return {pid for pid in pids if pid in processes and processes[pid][1] != "Z"}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(("signum", "whole_group", "message"), [
+    (signal.SIGINT, False, "interrupted"),
+    # Ctrl-C in a terminal signals the whole foreground process group.
+    (signal.SIGINT, True, "interrupted"),
+    (signal.SIGTERM, False, "stopped by SIGTERM"),
+], ids=["ctrl-c", "ctrl-c-in-a-terminal", "sigterm"])
+def test_interrupting_the_demo_stops_every_server_without_a_traceback(
+        tmp_path: Path, signum: int, whole_group: bool, message: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "posthog_integrations", "demo"],
+                            cwd=tmp_path, env=_demo_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        printed: list[str] = []
+        while not printed or "sending a visit" not in printed[-1]:
+            printed.append(proc.stdout.readline())
+            assert printed[-1], "".join(printed) + proc.communicate()[1]
+        ports = [int(m.group(1)) for m in map(STARTING.search, printed) if m]
+        servers = _descendants(proc.pid)
+        assert len(ports) >= 2
+        assert len(servers) >= len(ports)
+        assert all(map(_listening, ports))
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        out, err = proc.communicate(timeout=DEMO_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signum, out + err
+    assert "Traceback" not in out + err
+    assert "every expected event arrived" not in out  # it was interrupted during the visits
+    expected = f"posthog-integrations demo: {message}; its servers are stopped"
+    assert err.strip().splitlines() == [expected]
+    assert _running(servers) == set()
+    assert not any(map(_listening, ports))
+
+
+def test_the_demos_closing_hint_works_from_the_directory_it_was_run_in(tmp_path: Path) -> None:
+    # The console script's directory is not on PATH, as when the venv is not activated.
+    env = _demo_env()
+    first = subprocess.run([sys.executable, "-m", "posthog_integrations", "demo"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=DEMO_TIMEOUT,
+                           check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    [hint] = [line for line in first.stdout.splitlines() if "to browse them in the viewer" in line]
+    command = shlex.split(hint.split(": ", 1)[1])
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not lines or "browse them in the viewer:" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "".join(lines) + proc.communicate()[1]
+        viewer = lines[-1].split("viewer: ", 1)[1].split()[0]
+        answer = json.loads(urllib.request.urlopen(f"{viewer}api/events", timeout=10).read())
+        assert {e["event"] for e in answer["events"]} >= set(demo.EXPECTED)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=DEMO_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0

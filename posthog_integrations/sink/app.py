@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import json
 import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache, cached_property
-from importlib import resources
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from werkzeug.wrappers import Request, Response
 
+from .api import clear_events, error_response, json_response, list_events, viewer_page
 from .body import BadRequest, PayloadTooLarge, decode_body, read_body
 from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
-from .query import InvalidQuery, api_query
 from .store import EventStore
-from .wire import bearer_key, key_of, public_event, split_body, v1_events
+from .wire import bearer_key, key_of, split_body, v1_events
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["RecordedRequest", "ScriptedResponse", "SinkApp"]
+__all__ = ["RecordedRequest", "ScriptedResponse", "SinkApp", "check_respond"]
 
 CAPTURE_PATHS = frozenset({"/batch", "/i/v0/e", "/e", "/capture"})
 V1_PATH = "/i/v1/analytics/events"
@@ -109,21 +105,13 @@ class _Dropped(ConnectionAbortedError):
     """Raised to make werkzeug's server close the connection without a response."""
 
 
-def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(payload), status=status, headers=headers, mimetype="application/json"
-    )
-
-
-def _error(status: int, kind: str, code: str, detail: str) -> Response:
-    return _json(status, {"type": kind, "code": code, "detail": detail})
-
-
 class SinkApp:
     """The sink's WSGI callable.
 
     Accepted events go to ``store``; ``on_stored(events, endpoint)`` is called after each add.
-    ``/flags`` is answered from ``flags`` (no flags when None).
+    ``/flags`` is answered from ``flags`` (no flags when None). Capture requests are answered
+    ``respond`` (an error status) when it is given and no scripted answer is queued;
+    ``on_responded(status, event_count, endpoint)`` is called for each.
     """
 
     def __init__(
@@ -134,7 +122,10 @@ class SinkApp:
         flags: FlagSource | None = None,
         max_recorded_requests: int = MAX_RECORDED_REQUESTS,
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
+        respond: int | None = None,
+        on_responded: Callable[[int, int, str], None] | None = None,
     ) -> None:
+        check_respond(respond)
         for name, value in (
             ("max_recorded_requests", max_recorded_requests),
             ("max_recorded_bytes", max_recorded_bytes),
@@ -144,6 +135,7 @@ class SinkApp:
         self.store = store
         self.flags = flags if flags is not None else FlagSource()
         self._on_stored = on_stored
+        self._on_responded = on_responded
         self._max_recorded_requests = max_recorded_requests
         self._max_recorded_bytes = max_recorded_bytes
         self._lock = threading.Lock()
@@ -156,6 +148,8 @@ class SinkApp:
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._bound: tuple[str, int] | None = None
+        # The answer to capture requests when no scripted answer is queued.
+        self._usual = ScriptedResponse() if respond is None else ScriptedResponse(respond)
 
     # -- control, used by the server -------------------------------------------------
 
@@ -247,7 +241,7 @@ class SinkApp:
         host = request.environ.get("HTTP_HOST")
         if host is not None and (self._bound is None or not host_allowed(host, *self._bound)):
             self._count_refused("host")
-            return _error(
+            return error_response(
                 421,
                 "validation_error",
                 "host_not_allowed",
@@ -257,7 +251,7 @@ class SinkApp:
         origin, fetch_site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
         if cross_site(request.method, host or "", origin, fetch_site):
             self._count_refused("cross_site")
-            return _error(
+            return error_response(
                 403,
                 "forbidden",
                 "cross_site_request",
@@ -277,10 +271,12 @@ class SinkApp:
         if request.method == "POST" and path == FLAGS_PATH:
             return self._flags(request)
         if request.method == "GET" and path == API_EVENTS_PATH:
-            return self._api_events(request)
+            return list_events(self.store, request)
+        if request.method == "DELETE" and path == API_EVENTS_PATH:
+            return clear_events(self.store, request)
         if request.method == "GET" and path in VIEWER_PATHS:
-            return self._viewer()
-        return _error(404, "not_found", "not_found", "no such endpoint")
+            return viewer_page()
+        return error_response(404, "not_found", "not_found", "no such endpoint")
 
     def _capture(self, request: Request, *, v1: bool) -> Response:
         received_at = time.monotonic()
@@ -297,22 +293,26 @@ class SinkApp:
             else:
                 key, events = split_body(body)
             if key is None:
-                failure = _error(401, "authentication_error", "invalid_api_key", "no API key")
+                failure = error_response(
+                    401, "authentication_error", "invalid_api_key", "no API key"
+                )
         except BadRequest as exc:
-            failure = _error(400, "validation_error", "invalid_payload", str(exc))
+            failure = error_response(400, "validation_error", "invalid_payload", str(exc))
         except PayloadTooLarge as exc:
             # Refused before scripted answers and recording: nothing of it is kept.
             self._count_refused("too_large")
-            return _error(413, "validation_error", "payload_too_large", str(exc))
+            return error_response(413, "validation_error", "payload_too_large", str(exc))
 
         with self._lock:
-            plan = self._script.popleft() if self._script else ScriptedResponse()
+            plan = self._script.popleft() if self._script else self._usual
         failure, status = _outcome(plan, failure)
         uuids = [e["uuid"] for e in events if isinstance(e.get("uuid"), str)]
         self._record(_recorded(request, key, uuids, compressed, raw, status, received_at))
         self._carry_out(plan, request)
         if failure is not None:
             return failure
+        if plan is self._usual and not _ok(status) and self._on_responded is not None:
+            self._on_responded(status, len(events), request.path)
         if _ok(status) and events and key is not None:
             self.store.add(events, api_key=key, endpoint=request.path)
             if self._on_stored is not None:
@@ -343,12 +343,12 @@ class SinkApp:
             key = key_of(body) if isinstance(body, dict) else None
             answer = flags_answer(self.flags.current(), flags_request(body))
         except BadRequest as exc:
-            failure = _error(400, "validation_error", "invalid_payload", str(exc))
+            failure = error_response(400, "validation_error", "invalid_payload", str(exc))
         except MissingKey as exc:
-            failure = _error(401, "authentication_error", "invalid_api_key", str(exc))
+            failure = error_response(401, "authentication_error", "invalid_api_key", str(exc))
         except PayloadTooLarge as exc:
             self._count_refused("too_large")
-            return _error(413, "validation_error", "payload_too_large", str(exc))
+            return error_response(413, "validation_error", "payload_too_large", str(exc))
 
         with self._lock:
             self._counts["flags_requests"] += 1
@@ -360,58 +360,25 @@ class SinkApp:
             return failure
         if plan.body is not None or not _ok(plan.status) or answer is None:
             return self._answer(plan, False, [])
-        return _json(plan.status, answer, _retry_after(plan))
+        return json_response(plan.status, answer, _retry_after(plan))
 
     def _answer(self, plan: ScriptedResponse, v1: bool, uuids: list[str]) -> Response:
         headers = _retry_after(plan)
         if plan.body is not None:
             return Response(plan.body, status=plan.status, headers=headers)
         if not 200 <= plan.status < 300:
-            return _json(plan.status, {"error": f"scripted status {plan.status}"}, headers)
+            detail = f"the sink was told to answer {plan.status}"
+            return json_response(plan.status, {"error": detail, "detail": detail}, headers)
         if v1:
-            return _json(plan.status, {"results": {u: {"result": "ok"} for u in uuids}}, headers)
-        return _json(plan.status, {"status": 1}, headers)
-
-    def _api_events(self, request: Request) -> Response:
-        """Stored events, newest first, as ``{"events": [...], "cursor": n, "dropped": n}``.
-
-        Pass the answer's ``cursor`` back as ``after`` to get only the events stored since;
-        ``dropped`` counts the oldest events deleted to keep the store within its limit.
-        """
-        try:
-            query = api_query(request)
-        except InvalidQuery as exc:
-            return _error(400, "validation_error", exc.code, exc.detail)
-        records = self.store.records(
-            event=query.event,
-            distinct_id=query.distinct_id,
-            session_id=query.session_id,
-            limit=query.limit,
-            newest_first=True,
-            after=query.after or None,
-        )
-        cursor = records[0].seq if records else query.after
-        events = [public_event(r.event) for r in records]
-        return _json(200, {"events": events, "cursor": cursor, "dropped": self.store.dropped()})
-
-    def _viewer(self) -> Response:
-        page, policy = _viewer_page()
-        headers = {"Content-Security-Policy": policy, "Cache-Control": "no-store"}
-        return Response(page, headers=headers, mimetype="text/html")
+            results = {u: {"result": "ok"} for u in uuids}
+            return json_response(plan.status, {"results": results}, headers)
+        return json_response(plan.status, {"status": 1}, headers)
 
 
-@cache
-def _viewer_page() -> tuple[bytes, str]:
-    """The viewer's HTML and a Content-Security-Policy that runs only its own inline script."""
-    page = resources.files("posthog_integrations.sink").joinpath("viewer.html").read_text("utf-8")
-    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    policy = (
-        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline';"
-        " img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none';"
-        " frame-ancestors 'none'"
-    )
-    return page.encode(), policy
+def check_respond(respond: int | None) -> None:
+    """Raise ValueError unless ``respond`` is None or an HTTP error status (400 to 599)."""
+    if respond is not None and not 400 <= respond <= 599:
+        raise ValueError(f"respond must be an HTTP status from 400 to 599, not {respond}")
 
 
 def _scripted(response: ScriptedResponse | int) -> ScriptedResponse:

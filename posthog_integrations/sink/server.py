@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sqlite3
 import sys
 import threading
 import time
@@ -21,12 +19,13 @@ from .app import (
     RecordedRequest,
     ScriptedResponse,
     SinkApp,
+    check_respond,
 )
 from .flags import FlagSource, FlagsSetting
 from .store import EventStore
 from .terminal import printable
 
-__all__ = ["LocalSink", "add_arguments", "run", "serve"]
+__all__ = ["LocalSink", "serve"]
 
 # How often the accept loop checks for shutdown: bounds how long stop() takes.
 _POLL_INTERVAL = 0.01
@@ -67,10 +66,13 @@ def _echo(events: list[dict[str, Any]], endpoint: str) -> None:
         if session is not None:
             line += f"  session={printable(session)}"
         lines.append(f"{line}  {printable(endpoint)}\n")
+    _write("".join(lines))
+
+
+def _write(text: str) -> None:
     # Escape what the console cannot show rather than fail the request.
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    text = "".join(lines).encode(encoding, "backslashreplace").decode(encoding)
-    sys.stdout.write(text)
+    sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
     sys.stdout.flush()
 
 
@@ -84,8 +86,11 @@ class LocalSink:
     Memory stays bounded: an in-memory store keeps the newest ``max_events``
     (``MAX_MEMORY_EVENTS`` by default), and ``requests()`` the newest
     ``max_recorded_requests`` requests holding at most ``max_recorded_bytes`` of raw body.
-    Bodies over 10 MiB, sent or inflated, are answered 413; requests whose Host header does
-    not name the sink 421; browser requests from other sites 403. :meth:`stats` counts each.
+    ``respond`` (400 to 599) answers every capture request with that status and stores
+    nothing, as PostHog would a wrong API key (401) or an outage (503); scripted answers
+    still go first. Bodies over 10 MiB, sent or inflated, are answered 413; requests whose
+    Host header does not name the sink 421; browser requests from other sites 403.
+    :meth:`stats` counts each.
 
     ``POST /flags`` answers in PostHog's v2 shape from ``flags``: a path to a flags file
     (re-read when it changes) or a mapping in the same format (see
@@ -104,8 +109,11 @@ class LocalSink:
         max_recorded_requests: int = MAX_RECORDED_REQUESTS,
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
         flags: FlagsSetting = None,
+        respond: int | None = None,
     ) -> None:
-        self.flags = FlagSource(flags)  # first: a bad configuration opens no database
+        # First: a bad configuration opens no database.
+        self.flags = FlagSource(flags)
+        check_respond(respond)
         self.store = EventStore(db_path, max_events=max_events)
         self.host = host
         self.port = port
@@ -117,6 +125,8 @@ class LocalSink:
             flags=self.flags,
             max_recorded_requests=max_recorded_requests,
             max_recorded_bytes=max_recorded_bytes,
+            respond=respond,
+            on_responded=self._on_responded,
         )
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -237,6 +247,13 @@ class LocalSink:
             )
         return self.store.events()
 
+    def _on_responded(self, status: int, event_count: int, endpoint: str) -> None:
+        if self.echo:
+            now = datetime.now().strftime("%H:%M:%S")
+            plural = "" if event_count == 1 else "s"
+            _write(f"{now}  answered {status}: {event_count} event{plural} not stored"
+                   f"  {printable(endpoint)}\n")
+
     def _on_stored(self, events: list[dict[str, Any]], endpoint: str) -> None:
         if self.echo:
             _echo(events, endpoint)
@@ -245,13 +262,19 @@ class LocalSink:
 
 
 def serve(
-    host: str, port: int, db_path: str | None, echo: bool = True, flags: str | None = None
+    host: str,
+    port: int,
+    db_path: str | None,
+    echo: bool = True,
+    flags: str | None = None,
+    respond: int | None = None,
 ) -> None:
     """Serve the sink until Ctrl-C, printing its URL and (with ``echo``) every event.
 
-    ``flags`` is a flags file answered at /flags; ValueError when it is invalid.
+    ``flags`` is a flags file answered at /flags; ValueError when it is invalid. ``respond``
+    answers every capture request with that status (see :class:`LocalSink`).
     """
-    sink = LocalSink(db_path, host=host, port=port, echo=echo, flags=flags)
+    sink = LocalSink(db_path, host=host, port=port, echo=echo, flags=flags, respond=respond)
     handler = _log_flag_reloads()
     try:
         sink.start()
@@ -263,6 +286,8 @@ def serve(
                 f"  feature flags from {sink.flags.path} ({sink.flags.summary()});"
                 " edits apply without a restart"
             )
+        if respond is not None:
+            print(f"  answers every capture request with {respond} and stores nothing (--respond)")
         print(f"  point a client at it:  POSTHOG_HOST={sink.url}")
         print(f"  watch them live:       {sink.url}/  (JSON at {sink.url}/api/events)")
         print("  press Ctrl-C to stop", flush=True)
@@ -286,37 +311,3 @@ def _log_flag_reloads() -> logging.Handler:
     if sink_logger.getEffectiveLevel() > logging.INFO:
         sink_logger.setLevel(logging.INFO)
     return handler
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``sink`` command's options to ``parser``."""
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8010, help="port (0 picks a free one)")
-    parser.add_argument(
-        "--db",
-        default="posthog-events.sqlite3",
-        help="SQLite file for the received events (':memory:' keeps them in memory)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="do not print received events")
-    parser.add_argument(
-        "--flags",
-        metavar="FILE",
-        help="JSON file of feature flag values to answer /flags with (re-read when it changes)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the ``sink`` command from parsed ``args``; returns the exit status."""
-    db_path = None if args.db == ":memory:" else args.db
-    try:
-        serve(args.host, args.port, db_path, echo=not args.quiet, flags=args.flags)
-    except ValueError as exc:  # an invalid flags file
-        print(f"posthog-integrations sink: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"posthog-integrations sink: {exc}", file=sys.stderr)
-        return 1
-    except sqlite3.Error as exc:
-        print(f"posthog-integrations sink: {args.db}: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -243,12 +243,15 @@ class EventStore:
         with self._lock:
             return self._count
 
-    def clear(self) -> None:
-        """Delete every stored event and reset :meth:`dropped` (sequence numbers keep growing)."""
+    def clear(self) -> int:
+        """Delete every stored event and reset :meth:`dropped`; returns how many were deleted.
+
+        Sequence numbers keep growing.
+        """
         with self._lock:
             self._conn.execute("DELETE FROM events")
-            self._count = 0
-            self._dropped = 0
+            cleared, self._count, self._dropped = self._count, 0, 0
+        return cleared
 
     def close(self) -> None:
         """Close the database; the store cannot be used afterwards."""

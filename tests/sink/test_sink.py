@@ -454,10 +454,10 @@ def test_echo_prints_events_but_never_the_key(capsys: pytest.CaptureFixture[str]
 # The `sink` command, run with ``python -c SINK_CLI <arguments>``.
 SINK_CLI = (
     "import argparse, sys\n"
-    "from posthog_integrations.sink import server\n"
+    "from posthog_integrations.sink import cli\n"
     "parser = argparse.ArgumentParser()\n"
-    "server.add_arguments(parser)\n"
-    "sys.exit(server.run(parser.parse_args(sys.argv[1:])))\n"
+    "cli.add_arguments(parser)\n"
+    "sys.exit(cli.run(parser.parse_args(sys.argv[1:])))\n"
 )
 
 

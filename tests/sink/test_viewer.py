@@ -120,6 +120,50 @@ def test_api_rejects_a_cursor_that_is_not_a_number(sink: LocalSink) -> None:
     assert response.json()["code"] == "invalid_after"
 
 
+def test_delete_api_events_clears_the_store(sink: LocalSink) -> None:
+    post(sink, "/batch/", {"api_key": KEY, "batch": [make_event("a"), make_event("b")]})
+    cursor = api(sink)["cursor"]
+    response = requests.delete(f"{sink.url}/api/events", timeout=5)
+    assert response.status_code == 200
+    assert response.json() == {"cleared": 2}
+    assert sink.events() == []
+    assert api(sink) == {"events": [], "cursor": 0, "dropped": 0}
+    # New events arrive after the old cursor: a viewer that kept it still sees them.
+    post(sink, "/batch/", {"api_key": KEY, "batch": [make_event("c")]})
+    assert names(api(sink, after=cursor)) == ["c"]
+    assert requests.delete(f"{sink.url}/api/events/", timeout=5).json() == {"cleared": 1}
+    assert requests.delete(f"{sink.url}/api/events", timeout=5).json() == {"cleared": 0}
+
+
+def test_delete_api_events_takes_no_parameters(sink: LocalSink) -> None:
+    post(sink, "/batch/", {"api_key": KEY, "batch": [make_event("kept")]})
+    response = requests.delete(f"{sink.url}/api/events?event=kept", timeout=5)
+    assert response.status_code == 400
+    assert response.json()["code"] == "unknown_parameter"
+    assert names(api(sink)) == ["kept"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "http://evil.test"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Host": "evil.test"}, 421),
+    ],
+)
+def test_delete_api_events_refuses_other_sites(
+    sink: LocalSink, headers: dict[str, str], status: int
+) -> None:
+    post(sink, "/batch/", {"api_key": KEY, "batch": [make_event("kept")]})
+    response = requests.delete(f"{sink.url}/api/events", headers=headers, timeout=5)
+    assert response.status_code == status
+    assert names(api(sink)) == ["kept"]
+    # The viewer's own page may clear: its Origin is the sink's.
+    own = requests.delete(f"{sink.url}/api/events", headers={"Origin": sink.url}, timeout=5)
+    assert own.json() == {"cleared": 1}
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT")
 def test_cli_banner_shows_the_viewer_url() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
@@ -226,7 +270,7 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             expect(page.locator("#host-hint")).to_have_text(f"POSTHOG_HOST={sink.url}")
             expect(page.locator("#status")).to_have_text("live")
             page.evaluate("window.sameDocument = true")
-            names = page.locator("#events td.name")
+            names = page.locator("#events td.name .event-name")
 
             # Rows appear as events arrive, newest first.
             client.capture(
@@ -248,6 +292,10 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             except ValueError:
                 client.capture_exception(distinct_id="bob", properties={"$session_id": "sess-2"})
             expect(names).to_have_text(["$exception", hostile, "pageview", "signup"])
+            # An exception's level shows beside its name.
+            exception_row = page.locator("#events tr.exception")
+            expect(exception_row.locator("td.name .level")).to_have_text("error")
+            expect(page.locator("#events .level")).to_have_count(1)
             # Event data is shown as text, never parsed as markup.
             assert page.locator("#events img").count() == 0
             assert page.evaluate("window.pwned") is None
@@ -273,6 +321,7 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             expect(frame).to_have_count(1)
             expect(frame.locator(".badge")).to_have_text("in app")
             expect(detail.locator("pre.json")).to_contain_text('"$session_id": "sess-2"')
+            expect(detail.locator("dl").first).to_contain_text("levelerror")
 
             # Events the store drops to stay within its limit are counted on the page.
             expect(page.locator("#dropped")).to_be_hidden()
@@ -281,7 +330,7 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             expect(page.locator("#dropped")).to_have_text("(1 oldest dropped by the sink)")
 
             # A flag call shows the flag and its answer in the list; any event's $feature/*
-            # properties are grouped in its detail.
+            # properties are chips in the list and grouped in its detail.
             for flag, response in (("new-checkout", "test"), ("beta", False)):
                 client.capture(
                     "$feature_flag_called",
@@ -292,11 +341,13 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
                         f"$feature/{flag}": response,
                     },
                 )
+            long_url = "http://shop.test/buy?" + "&".join(f"item{i}=blue-shoes" for i in range(60))
             client.capture(
                 "purchase",
                 distinct_id="alice",
                 properties={
-                    "$current_url": "http://shop.test/buy",
+                    "$current_url": long_url,
+                    "$route": "/buy/<int:item_id>",
                     "$feature/new-checkout": "test",
                     "$feature/beta": False,
                     "$feature/<b>x</b>": "<i>v</i>",
@@ -305,10 +356,30 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             )
             expect(names.first).to_have_text("purchase")
             calls = page.locator("#events tr", has_text="$feature_flag_called")
-            expect(calls.locator("td.flag-call .flag-key")).to_have_text(["beta", "new-checkout"])
-            expect(calls.locator("td.flag-call .flag-value")).to_have_text(["false", "test"])
+            expect(calls.locator("td.flags .flag-call")).to_have_text(
+                ["beta=false", "new-checkout=test"]
+            )
+            expect(calls.locator("td.flags .flag-call .flag-value.off")).to_have_count(1)
             purchase = page.locator("#events tr", has_text="purchase")
-            expect(purchase.locator("td").last).to_have_text("http://shop.test/buy")
+            expect(purchase.locator("td.flags .chip")).to_have_text(
+                ["<b>x</b>=<i>v</i>", "beta=false", "new-checkout=test"]
+            )
+            # However long the URL, the route stays in view: the URL is cut, whole in its title.
+            url_cell = purchase.locator("td.url")
+            expect(url_cell).to_have_text(long_url)
+            expect(url_cell).to_have_attribute("title", long_url)
+            route_cell = purchase.locator("td.route")
+            expect(route_cell).to_have_text("/buy/<int:item_id>")
+            pane = page.locator(".pane").first.bounding_box()
+            route = route_cell.bounding_box()
+            url = url_cell.bounding_box()
+            assert pane is not None
+            assert route is not None
+            assert url is not None
+            assert route["x"] + route["width"] <= pane["x"] + pane["width"]
+            assert url["x"] + url["width"] <= pane["x"] + pane["width"] + 1
+            assert page.evaluate("document.querySelector('.pane').scrollWidth") <= pane["width"]
+            assert url_cell.evaluate("cell => cell.scrollWidth > cell.clientWidth")
 
             purchase.click()
             expect(detail.locator("h3", has_text="Feature flags")).to_have_count(1)
@@ -326,9 +397,19 @@ def test_viewer_in_a_real_browser(sink: LocalSink, make_client: ClientFactory) -
             purchase.click()  # for the screenshot
             expect(detail.locator("dl.flags")).to_be_visible()
 
-            assert page.evaluate("window.sameDocument") is True  # no reload happened
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
+
+            # "Clear events" empties the sink's store and the list; new events still arrive.
+            page.click("#clear")
+            expect(names).to_have_count(0)
+            expect(page.locator("#empty-none")).to_be_visible()
+            expect(page.locator("#dropped")).to_be_hidden()
+            expect(page.locator("#detail")).not_to_contain_text("purchase")
+            assert sink.events() == []
+            client.capture("after-clear", distinct_id="alice")
+            expect(names).to_have_text(["after-clear"])
+            assert page.evaluate("window.sameDocument") is True  # no reload happened
             assert problems == []
         finally:
             browser.close()
