@@ -68,15 +68,15 @@ class DefaultClient:
 
     def configure(self, options: Mapping[str, Any]) -> Client:
         """Set the module settings in ``options`` and replace the other options (any
-        :class:`Client` option), then build the client now, raising :class:`ConfigurationError`
-        if they are invalid."""
+        :class:`Client` option), then build the client now. Invalid options raise
+        :class:`ConfigurationError` and change nothing."""
         with self._lock:
-            self._extra_options.clear()
-            for name, value in options.items():
-                if name in self._settings:
-                    self._settings[name] = value
-                else:
-                    self._extra_options[name] = value
+            settings = {**self._settings, **{name: value for name, value in options.items()
+                                             if name in self._settings}}
+            extra = {name: value for name, value in options.items() if name not in settings}
+        ClientOptions.resolve({**extra, **settings})  # raises before anything changes
+        with self._lock:
+            self._settings, self._extra_options = settings, extra
         self.discard()
         return self._build(raise_errors=True)
 
