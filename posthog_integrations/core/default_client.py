@@ -33,6 +33,8 @@ INVALID_CONFIGURATION = "invalid_configuration"
 
 
 class Offer(NamedTuple):
+    """A client a framework integration offered as the default, described for the warning."""
+
     framework: str
     own_client_hint: str
 
@@ -88,10 +90,6 @@ class DefaultClient:
         if client is not None and not (self._current_is_offered and client.closed):
             return client
         return self._resolve()
-
-    def built(self) -> Client | None:
-        """The client built from the settings, if it was built (and not discarded) yet."""
-        return self._built
 
     def offer(self, client: Client, framework: str, own_client_hint: str) -> None:
         """A framework integration set up with ``client`` offers it as the default, used while
