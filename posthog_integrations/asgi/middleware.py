@@ -29,7 +29,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _TRACKED = frozenset({"http", "websocket"})
 OPTIONS = REQUEST_OPTION_NAMES | {"client", "flush_timeout"}
 _LOGGED_ERRORS_MAX = 100
-_logged_errors: set[str] = set()
+_logged_errors: dict[str, None] = {}  # the latest, oldest first: bounded, and new ones still log
 _logged_errors_lock = threading.Lock()
 
 
@@ -109,11 +109,14 @@ class PostHogMiddleware:
 
 
 def _log_once(problem: str) -> None:
-    """Log a configuration error once per process, however often the app retries the build."""
+    """Log a configuration error once, however often the app retries the build (each of the
+    latest 100 distinct errors is remembered)."""
     with _logged_errors_lock:
-        if problem in _logged_errors or len(_logged_errors) >= _LOGGED_ERRORS_MAX:
+        if problem in _logged_errors:
             return
-        _logged_errors.add(problem)
+        if len(_logged_errors) >= _LOGGED_ERRORS_MAX:
+            del _logged_errors[next(iter(_logged_errors))]
+        _logged_errors[problem] = None
     logger.error("PostHogMiddleware cannot be built: %s (ASGI apps such as Starlette and "
                  "FastAPI build their middleware on the first lifespan event or request, so "
                  "every request fails until it is fixed)", problem)
