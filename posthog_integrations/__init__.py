@@ -9,6 +9,8 @@ Module-level use goes to a default client built on first use from the module set
     posthog.api_key = "phc_..."
     posthog.capture("order processed", distinct_id="user-1", properties={"total": 42})
 
+With no module setting set and one Flask app set up with ``PostHog(app)``, module-level calls
+anywhere in the process (CLI commands, threads, start-up code) use that app's client instead.
 Changing a setting later replaces the default client, so late configuration is never ignored.
 A setting or ``POSTHOG_*`` variable the client cannot work with never raises here: it is logged
 once, and the default client runs disabled, counting each event it refuses in :func:`stats`
@@ -18,10 +20,7 @@ under ``invalid_configuration``. :func:`configure` and ``Client(...)`` still rai
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-import threading
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
@@ -41,6 +40,7 @@ from .core.context import (
     tag,
     use_default_client,
 )
+from .core.default_client import SETTINGS, default_client
 from .feature_flags import FlagSnapshot
 
 __version__ = VERSION
@@ -54,28 +54,24 @@ __all__ = [
     "shutdown", "stats", "sync_mode", "tag",
 ]
 
-api_key: str | None = None
-host: str | None = None
-debug: bool | None = None
-disabled: bool | None = None
-sync_mode: bool | None = None
-
-logger = logging.getLogger("posthog_integrations")
-INVALID_CONFIGURATION = "invalid_configuration"
-_SETTINGS = frozenset({"api_key", "host", "debug", "disabled", "sync_mode"})
-_default_client: Client | None = None
-_extra_options: dict[str, Any] = {}
-_lock = threading.Lock()
+api_key: str | None
+host: str | None
+debug: bool | None
+disabled: bool | None
+sync_mode: bool | None
+# The five settings above live in the default-client registry (core/default_client.py); the
+# module's class below makes them read and write it.
 
 
 def get_client() -> Client:
     """The default client, built from the module settings on first use.
 
-    When the settings are invalid, a disabled client that counts what it refuses (see the
-    module docstring); the error is logged once.
+    With no module setting set, the client of the one Flask app set up with ``PostHog(app)``
+    (see :mod:`posthog_integrations.core.default_client`). When the settings are invalid, a
+    disabled client that counts what it refuses (see the module docstring); the error is
+    logged once.
     """
-    client = _default_client
-    return client if client is not None else _build_default_client()
+    return default_client.get()
 
 
 def _routed_client() -> Client:
@@ -83,21 +79,12 @@ def _routed_client() -> Client:
     scope = current_scope()
     if scope is not None and scope[CLIENT] is not None:
         return cast(Client, scope[CLIENT])
-    client = _default_client
-    return client if client is not None else _build_default_client()
+    return default_client.get()
 
 
 def configure(**options: Any) -> Client:
     """Replace the default client with one built from ``options`` (any :class:`Client` option)."""
-    with _lock:
-        _extra_options.clear()
-        for name, value in options.items():
-            if name in _SETTINGS:
-                globals()[name] = value
-            else:
-                _extra_options[name] = value
-    _discard_default_client()
-    return _build_default_client(raise_errors=True)
+    return default_client.configure(options)
 
 
 def capture(
@@ -256,8 +243,7 @@ def capture_exception(exc: BaseException | tuple[Any, Any, Any] | None = None, *
 
 def flush(timeout: float = 10.0) -> bool:
     """Send everything the default client has queued; True when all was delivered in time."""
-    client = _default_client
-    return True if client is None else client.flush(timeout)
+    return default_client.flush(timeout)
 
 
 def stats() -> ClientStats:
@@ -266,58 +252,30 @@ def stats() -> ClientStats:
 
 
 def shutdown(timeout: float = 5.0) -> bool:
-    """Flush and stop the default client (a later module-level call builds a new one)."""
-    with _lock:
-        global _default_client
-        client, _default_client = _default_client, None
-    return True if client is None else client.shutdown(timeout)
+    """Flush and stop the default client (a later module-level call builds a new one).
 
-
-def _build_default_client(*, raise_errors: bool = False) -> Client:
-    global _default_client
-    with _lock:
-        if _default_client is None:
-            module = sys.modules[__name__]
-            options = {**_extra_options, **{name: getattr(module, name) for name in _SETTINGS}}
-            try:
-                _default_client = Client(**options)
-            except Exception as error:
-                if raise_errors:
-                    raise
-                _log_unusable_configuration(error, options.get("api_key"))
-                _default_client = Client._refusing(INVALID_CONFIGURATION)
-        return _default_client
-
-
-def _log_unusable_configuration(error: Exception, api_key: object) -> None:
-    message = str(error) if isinstance(error, ConfigurationError) else repr(error)
-    for key in (api_key, os.environ.get("POSTHOG_API_KEY")):
-        if isinstance(key, str) and key.strip():
-            message = message.replace(key.strip(), "<api key>")
-    logger.error(
-        "PostHog is disabled: the configuration is invalid (%s). Module-level calls do nothing "
-        "until it is fixed; each refused event is counted in "
-        "posthog_integrations.stats().dropped_by_reason[%r]",
-        message, INVALID_CONFIGURATION, exc_info=not isinstance(error, ConfigurationError),
-    )
-
-
-def _discard_default_client() -> None:
-    global _default_client
-    with _lock:
-        client, _default_client = _default_client, None
-    if client is not None:
-        client.shutdown(timeout=1.0)
+    An app's client standing in as the default is flushed, not stopped: the app owns it.
+    """
+    return default_client.shutdown(timeout)
 
 
 class _SettingsModule(types.ModuleType):
-    """Rebuilds the default client when a module setting changes after it was built."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name in _SETTINGS:
-            _discard_default_client()
+    """The module settings read and write the default-client registry; changing one after the
+    default client was built replaces it."""
 
 
+def _setting_property(name: str) -> property:
+    def read(module: types.ModuleType) -> Any:
+        return default_client.setting(name)
+
+    def write(module: types.ModuleType, value: Any) -> None:
+        default_client.set_setting(name, value)
+
+    return property(read, write, doc=f"The module setting {name!r} of the default client.")
+
+
+for _name in SETTINGS:
+    setattr(_SettingsModule, _name, _setting_property(_name))
+del _name
 sys.modules[__name__].__class__ = _SettingsModule
 use_default_client(get_client)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from posthog_integrations.core.options import positive_seconds
+from posthog_integrations.core.options import ConfigurationError, positive_seconds
 from posthog_integrations.web import RequestInfo, RequestOptions, RequestTracker
+from posthog_integrations.web.options import REQUEST_OPTION_NAMES, reject_unknown
 from posthog_integrations.web.request import asgi_path, tracing_ids_from_asgi
 
 from .routes import route_template as _route_template
@@ -27,6 +29,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _TRACKED = frozenset({"http", "websocket"})
+OPTIONS = REQUEST_OPTION_NAMES | {"client", "flush_timeout"}
+_LOGGED_ERRORS_MAX = 100
+_logged_errors: dict[str, None] = {}  # the latest, oldest first: bounded, and new ones still log
+_logged_errors_lock = threading.Lock()
 
 
 class PostHogMiddleware:
@@ -39,13 +45,22 @@ class PostHogMiddleware:
     are captured once and re-raised unchanged. ``lifespan`` passes through, flushing the
     client at shutdown. Other keyword arguments are
     :class:`~posthog_integrations.web.RequestOptions`.
+
+    A bad option raises :class:`ConfigurationError` naming it, and is logged (once): Starlette
+    and FastAPI build middleware on the first lifespan event or request, and retry on every
+    request, where the error would otherwise only show as a 500.
     """
 
     def __init__(self, app: ASGIApp, *, client: Client | None = None,
                  flush_timeout: float = 5.0, **options: Unpack[RequestSettings]) -> None:
         self.app = app
-        self._tracker = RequestTracker(client, RequestOptions.build(options), "asgi")
-        self._flush_timeout = positive_seconds("flush_timeout", flush_timeout)
+        try:
+            reject_unknown(options, OPTIONS, "PostHogMiddleware")
+            self._tracker = RequestTracker(client, RequestOptions.build(options), "asgi")
+            self._flush_timeout = positive_seconds("flush_timeout", flush_timeout)
+        except ConfigurationError as error:
+            _log_once(str(error))
+            raise
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -93,6 +108,20 @@ class PostHogMiddleware:
             await loop.run_in_executor(None, self._tracker.flush, self._flush_timeout)
         except Exception:
             logger.exception("flushing PostHog events at lifespan shutdown failed")
+
+
+def _log_once(problem: str) -> None:
+    """Log a configuration error once, however often the app retries the build (each of the
+    latest 100 distinct errors is remembered)."""
+    with _logged_errors_lock:
+        if problem in _logged_errors:
+            return
+        if len(_logged_errors) >= _LOGGED_ERRORS_MAX:
+            del _logged_errors[next(iter(_logged_errors))]
+        _logged_errors[problem] = None
+    logger.error("PostHogMiddleware cannot be built: %s (ASGI apps such as Starlette and "
+                 "FastAPI build their middleware on the first lifespan event or request, so "
+                 "every request fails until it is fixed)", problem)
 
 
 class _ResponseWatcher:

@@ -80,7 +80,15 @@ class Client(FlagMethods):
         client._refusal = f"dropped.{reason}"
         return client
 
-    def _start(self, options: ClientOptions) -> None:
+    @classmethod
+    def _from_options(cls, options: ClientOptions, *, warn_missing_key: bool) -> Client:
+        """A client with resolved ``options``; without ``warn_missing_key``, the caller says
+        itself why a missing API key matters (the module's default client does)."""
+        client = cls.__new__(cls)
+        client._start(options, warn_missing_key=warn_missing_key)
+        return client
+
+    def _start(self, options: ClientOptions, *, warn_missing_key: bool = True) -> None:
         self.options = options
         self._refusal = "dropped.disabled"  # what a disabled client counts each refusal as
         self._counters = Counters()
@@ -102,7 +110,7 @@ class Client(FlagMethods):
         self._flags = FlagEvaluator(self.options, self.capture, active=self._send)
         if self.options.debug:
             _enable_debug_logging()
-        if not self.options.api_key and not self.options.disabled:
+        if warn_missing_key and not self.options.api_key and not self.options.disabled:
             _warn_missing_key()
         if self.options.enable_exception_autocapture and not self._disabled:
             self._hooks = ExceptHooks(self._capture_uncaught)
@@ -115,6 +123,11 @@ class Client(FlagMethods):
     @property
     def disabled(self) -> bool:
         return self._disabled
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called."""
+        return self._closed
 
     def capture(
         self,

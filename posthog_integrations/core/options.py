@@ -138,9 +138,14 @@ def _parse_env_bool(variable: str, raw: str) -> bool:
 
 
 def suggest(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest known name, or an empty string."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    """``"; did you mean 'x'?"`` for the closest known name, or an empty string.
+
+    Compared without case, so ``'api_key'`` finds ``'API_KEY'`` (Django's settings) and
+    ``'FLUSH_AT'`` finds ``'flush_at'``; the suggestion is spelt as it is known.
+    """
+    by_folded = {str(option).lower(): str(option) for option in known}
+    close = difflib.get_close_matches(str(name).lower(), list(by_folded), n=1)
+    return f"; did you mean {by_folded[close[0]]!r}?" if close else ""
 
 
 def _reject_unknown(source: Mapping[str, Any]) -> None:

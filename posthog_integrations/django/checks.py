@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 
-from posthog_integrations.core.options import suggest
 from posthog_integrations.web.request import TRACING_HEADERS
 
 from . import conf
@@ -35,13 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                  "environment variable, or POSTHOG['DISABLED'] = True to silence this.",
             id="posthog_integrations.W001",
         ))
-    for key in raw:
-        if key not in conf.KNOWN_KEYS:
-            found.append(Warning(
-                f"Unknown key {key!r} in settings.POSTHOG is ignored"
-                f"{suggest(str(key), conf.KNOWN_KEYS)}",
-                id="posthog_integrations.W002",
-            ))
+    # An unknown key is no warning here: conf.load() refuses it at startup (ImproperlyConfigured).
     found.extend(_middleware_order(raw))
     found.extend(_cors_headers())
     return found

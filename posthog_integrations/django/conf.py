@@ -4,7 +4,10 @@ Keys are upper case: ``API_KEY``, ``HOST``, ``DISABLED``, ``DEBUG``, ``SYNC_MODE
 client option (``FLUSH_AT``, ``BEFORE_SEND``, ...), the request options (``CAPTURE_EXCEPTIONS``,
 ``CAPTURE_PAGEVIEWS``, ``EXCLUDE_PATHS``, ``TRUSTED_PROXIES``, ``EXTRA_TAGS``, ``TAG_MAP``,
 ``REQUEST_FILTER``, ``IDENTIFY``, ...) and ``IDENTIFY_USER``. Unset keys fall back to the
-environment (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and then to the defaults.
+environment (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and then to the defaults. An unknown
+key (a misspelling, a lower-case ``api_key``) is ``ImproperlyConfigured`` naming the closest
+known one, raised where the settings are read: the app's ``ready()`` and the middleware's
+construction, both at startup.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from posthog_integrations.core.options import ClientOptions, ConfigurationError
+from posthog_integrations.core.options import ClientOptions, ConfigurationError, suggest
 from posthog_integrations.web.options import RequestOptions, RequestSettings
 
 CLIENT_KEYS = frozenset(name.upper() for name in ClientOptions.names())
@@ -46,7 +49,6 @@ class DjangoConfig:
     client_options: dict[str, Any]
     request_options: RequestOptions
     identify_user: bool
-    unknown_keys: tuple[str, ...]
 
 
 def posthog_settings() -> Mapping[str, Any]:
@@ -68,12 +70,16 @@ def load(*, official_settings: bool = False) -> DjangoConfig:
     ``settings.POSTHOG`` leaves unset.
     """
     raw = dict(posthog_settings())
+    for key in raw:
+        if key not in KNOWN_KEYS:
+            raise ImproperlyConfigured(
+                f"settings.POSTHOG: unknown key {key!r}{suggest(str(key), KNOWN_KEYS)}")
     if official_settings:
         for name, key in OFFICIAL_SETTINGS:
             if key not in raw and hasattr(settings, name):
                 raw[key] = getattr(settings, name)
     values = {key: _resolve_hook(key, value) if key in HOOK_KEYS else value
-              for key, value in raw.items() if key in KNOWN_KEYS}
+              for key, value in raw.items()}
     client_options = {key.lower(): value for key, value in values.items() if key in CLIENT_KEYS}
     try:
         ClientOptions.resolve(client_options, environ={})  # check the values now, not later
@@ -87,8 +93,7 @@ def load(*, official_settings: bool = False) -> DjangoConfig:
         raise ImproperlyConfigured(
             f"settings.POSTHOG['IDENTIFY_USER']: expected True or False, got {identify_user!r}"
         )
-    unknown = tuple(sorted(str(key) for key in raw if key not in KNOWN_KEYS))
-    return DjangoConfig(client_options, request_options, identify_user, unknown)
+    return DjangoConfig(client_options, request_options, identify_user)
 
 
 def _resolve_hook(key: str, value: Any) -> Any:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.signals import got_request_exception
@@ -21,11 +22,13 @@ from django.utils.functional import LazyObject, empty
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.context import carry_over
+from posthog_integrations.core.default_client import default_client
 from posthog_integrations.web import RequestContext, RequestInfo, RequestTracker, current_request
 from posthog_integrations.web.request import tracing_ids_from_wsgi
 from posthog_integrations.web.scope import identify_lazily
 
 from . import conf
+from .apps import PostHogConfig
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -64,6 +67,10 @@ class PostHogMiddleware:
     read with the other tags when the first event is captured. View exceptions are captured
     once (not ``Http404``, ``PermissionDenied`` or ``SuspiciousOperation``); Django still
     turns them into responses.
+
+    Without ``posthog_integrations.django`` in ``INSTALLED_APPS`` (whose ``ready()`` configures
+    the default client), the first middleware built configures it from ``settings.POSTHOG``
+    and logs a warning recommending the app.
     """
 
     sync_capable = True
@@ -74,6 +81,8 @@ class PostHogMiddleware:
         self.get_response = get_response
         got_request_exception.connect(_on_request_exception, dispatch_uid=__name__)
         config = conf.load(official_settings=self.reads_official_settings)
+        if not apps.is_installed(PostHogConfig.name):
+            _configure_without_the_app(config)
         self._pageviews = config.request_options.capture_pageviews
         self._tracker = RequestTracker(self._client(), config.request_options, "django",
                                        _user_id if config.identify_user else None)
@@ -134,6 +143,26 @@ class PostHogMiddleware:
         context = current_request()
         if context is not None and not isinstance(exception, NOT_CAPTURED):
             context.capture_exception(exception)
+
+
+_configured_without_the_app = False
+_configuring_lock = threading.Lock()
+
+
+def _configure_without_the_app(config: conf.DjangoConfig) -> None:
+    """Do what the app's ``ready()`` does, once per process, and say why the app is better:
+    code that builds no middleware (management commands, workers) is not configured."""
+    global _configured_without_the_app
+    with _configuring_lock:
+        if _configured_without_the_app:
+            return
+        default_client.configure(config.client_options)
+        _configured_without_the_app = True
+    logger.warning(
+        "%r is not in INSTALLED_APPS: PostHogMiddleware configured the default client from "
+        "settings.POSTHOG itself. Add the app to INSTALLED_APPS so that code outside requests "
+        "(management commands, workers) is configured too, and for the posthog_bootstrap "
+        "template tag, the posthog_check command and the system checks", PostHogConfig.name)
 
 
 def _on_request_exception(sender: Any, request: Any = None, **kwargs: Any) -> None:

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 import posthog_integrations
 from posthog_integrations.core.client import Client
+from posthog_integrations.core.default_client import default_client
 from posthog_integrations.core.options import ClientOptions, ConfigurationError, suggest
 from posthog_integrations.feature_flags.bootstrap import bootstrap_json
 from posthog_integrations.web import RequestInfo, current_request
@@ -32,6 +33,7 @@ EXTENSION_OPTIONS = frozenset({"identify_user"})
 OPTIONS = CLIENT_OPTIONS | REQUEST_OPTIONS | EXTENSION_OPTIONS
 """Every setting the extension reads, as keyword arguments; ``POSTHOG_`` + upper case in
 ``app.config``."""
+OWN_CLIENT_HINT = "PostHog(app).client, app.extensions['posthog'].client"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,11 @@ class PostHog:
     prefix, plus ``POSTHOG_IDENTIFY_USER``: Flask-Login's user, when the app uses it, wins over
     the tracing header), then from keyword arguments given here as defaults,
     then the environment. Pass ``client=`` to use a client of your own.
+
+    Module-level calls (``posthog_integrations.capture(...)``) in a request use the app's client.
+    Outside a request (a ``flask`` CLI command, a thread, start-up code, an excluded path) they
+    use the default client; while no module setting or ``configure()`` sets that, and this is
+    the only app set up (or all share one client), the default client is the app's client.
 
     Every ``POSTHOG_*`` key of ``app.config`` is taken as a setting of this extension: one it
     does not know (a misspelling such as ``POSTHOG_FLUSH_ATT``) is a ``ConfigurationError`` at
@@ -124,6 +131,7 @@ class PostHog:
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = _AppState(client, identify_user, self._client is None)
         self._last_client = client
+        default_client.offer(client, "Flask", OWN_CLIENT_HINT)
         got_request_exception.connect(_on_request_exception, app, weak=False)
         app.add_template_global(posthog_bootstrap)
         app.cli.add_command(_cli_group())

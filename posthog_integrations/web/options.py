@@ -92,10 +92,7 @@ class RequestOptions:
     @classmethod
     def build(cls, settings: Mapping[str, Any]) -> RequestOptions:
         """Options from keyword settings, naming a misspelt one instead of a bare TypeError."""
-        known = RequestSettings.__annotations__
-        for name in settings:
-            if name not in known:
-                raise ConfigurationError(f"unknown request option {name!r}{suggest(name, known)}")
+        reject_unknown(settings, REQUEST_OPTION_NAMES, "request")
         return cls(**settings)
 
     def __repr__(self) -> str:
@@ -103,6 +100,18 @@ class RequestOptions:
             f"RequestOptions(capture_exceptions={self.capture_exceptions}, "
             f"capture_pageviews={self.capture_pageviews}, exclude_paths={self.exclude_paths})"
         )
+
+
+REQUEST_OPTION_NAMES = frozenset(RequestSettings.__annotations__)
+
+
+def reject_unknown(given: Iterable[str], known: Iterable[str], owner: str) -> None:
+    """Raise :class:`ConfigurationError` for the first name in ``given`` not in ``known``,
+    naming the closest known one; ``owner`` says what the options were given to."""
+    known = frozenset(known)
+    for name in given:
+        if name not in known:
+            raise ConfigurationError(f"unknown {owner} option {name!r}{suggest(name, known)}")
 
 
 def _flag(name: str, value: Any) -> bool:

@@ -32,6 +32,7 @@ from posthog_integrations.core.context import (
     restore,
     tag,
 )
+from posthog_integrations.core.default_client import default_client
 from posthog_integrations.core.options import ConfigurationError
 
 from .options import RequestOptions
@@ -45,17 +46,6 @@ UserFinder = Callable[[Any], Optional[str]]
 """Finds the id of the user the framework knows for a request (None: anonymous)."""
 HOOK_WARNING_INTERVAL = 60.0
 _hook_warned_at: dict[str, float] = {}
-_get_default_client: Callable[[], Client] | None = None
-
-
-def _default_client() -> Client:
-    """The facade's default client; its import is done once, not on every request."""
-    global _get_default_client
-    if _get_default_client is None:
-        from posthog_integrations import get_client  # the facade imports no adapter: no cycle
-
-        _get_default_client = get_client
-    return _get_default_client()
 
 
 def current_request() -> RequestContext | None:
@@ -91,15 +81,13 @@ class RequestTracker:
 
     @property
     def client(self) -> Client:
-        return self._client if self._client is not None else _default_client()
+        return self._client if self._client is not None else default_client.get()
 
     def flush(self, timeout: float) -> bool:
-        """Flush this adapter's client (the default client only if it was ever built)."""
+        """Flush this adapter's client (the default client only if it was ever built or offered)."""
         if self._client is not None:
             return self._client.flush(timeout)
-        from posthog_integrations import flush
-
-        return flush(timeout)
+        return default_client.flush(timeout)
 
     def open(self, request: Any, read_path: Callable[[Any], str],
              read_ids: Callable[[Any], TracingIds],
@@ -130,7 +118,7 @@ class RequestTracker:
             distinct_id, session_id = (
                 read_ids(request) if options.capture_tracing_headers else (None, None)
             )
-            client = self._client if self._client is not None else _default_client()
+            client = self._client if self._client is not None else default_client.get()
             return RequestContext(client, options, self.source, request, read_info,
                                   distinct_id, session_id, parent, self.find_user)
         except Exception:

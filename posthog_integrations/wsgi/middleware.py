@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from posthog_integrations.web import RequestContext, RequestInfo, RequestOptions, RequestTracker
+from posthog_integrations.web.options import REQUEST_OPTION_NAMES, reject_unknown
 from posthog_integrations.web.request import tracing_ids_from_wsgi, wsgi_path
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 Environ = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+OPTIONS = REQUEST_OPTION_NAMES | {"client"}
 
 
 class PostHogMiddleware:
@@ -37,6 +39,7 @@ class PostHogMiddleware:
     def __init__(self, app: WSGIApp, *, client: Client | None = None,
                  **options: Unpack[RequestSettings]) -> None:
         self.app = app
+        reject_unknown(options, OPTIONS, "PostHogMiddleware")
         self._tracker = RequestTracker(client, RequestOptions.build(options), self.source,
                                        self.user_finder())
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +170,25 @@ def test_an_explicit_client_or_configure_still_raises(monkeypatch: pytest.Monkey
     monkeypatch.delenv("POSTHOG_HOST")
     with pytest.raises(posthog.ConfigurationError, match="flush_at"):
         posthog.configure(api_key=API_KEY, flush_at=0)
+
+
+# -- layering ---------------------------------------------------------------------------------
+
+
+def test_the_inner_packages_never_import_the_facade() -> None:
+    """The facade delegates to core; core, web and feature_flags must not reach back into it."""
+    package = Path(posthog.__file__).parent
+    offenders = []
+    for inner in ("core", "web", "feature_flags"):
+        for source in sorted((package / inner).rglob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if _imports_the_facade(node):
+                    offenders.append(f"{source.relative_to(package)}:{node.lineno}")
+    assert offenders == []
+
+
+def _imports_the_facade(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and node.module == "posthog_integrations"
+    return isinstance(node, ast.Import) and any(
+        alias.name == "posthog_integrations" for alias in node.names)

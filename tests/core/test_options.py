@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+import posthog_integrations as posthog
 from posthog_integrations import Client, ClientOptions, ConfigurationError
 from posthog_integrations.core.options import DEFAULT_HOST, EU_HOST
 
@@ -78,6 +79,26 @@ def test_bad_values_fail_at_configuration_naming_the_setting(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
         Client(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"FLUSH_AT": 5}, r"^unknown PostHog option 'FLUSH_AT'; did you mean 'flush_at'\?$"),
+        ({"Super_Properties": {}},
+         r"^unknown PostHog option 'Super_Properties'; did you mean 'super_properties'\?$"),
+        ({"nothing_like_it": 1}, r"^unknown PostHog option 'nothing_like_it'$"),
+    ],
+)
+def test_an_unknown_option_names_the_closest_known_one_whatever_its_case(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Client(**options)
+    before = posthog.get_client()
+    with pytest.raises(ConfigurationError, match=message):
+        posthog.configure(**options)
+    assert posthog.get_client() is before  # a configure() that fails changes nothing
 
 
 def test_negative_max_retries_clamps_to_zero() -> None:

@@ -35,11 +35,31 @@ def test_a_missing_api_key_warns(monkeypatch: pytest.MonkeyPatch) -> None:
         assert [m.id for m in run_checks() if m.id.startswith("posthog")] == []
 
 
-def test_an_unknown_key_warns_with_a_suggestion(monkeypatch: pytest.MonkeyPatch) -> None:
-    with override_settings(POSTHOG={"API_KEY": "phc_x", "EXCLUDE_PATH": ["/health"]}):
-        [message] = [m for m in run_checks() if m.id == "posthog_integrations.W002"]
-    assert "'EXCLUDE_PATH'" in message.msg
-    assert "did you mean 'EXCLUDE_PATHS'" in message.msg
+@pytest.mark.parametrize(
+    ("posthog", "message"),
+    [
+        ({"API_KEY": "phc_x", "EXCLUDE_PATH": ["/health"]},
+         r"^settings\.POSTHOG: unknown key 'EXCLUDE_PATH'; did you mean 'EXCLUDE_PATHS'\?$"),
+        ({"api_key": "phc_secret_value"},
+         r"^settings\.POSTHOG: unknown key 'api_key'; did you mean 'API_KEY'\?$"),
+        ({"API_KEY": "phc_x", "flush_at": 10}, r"unknown key 'flush_at'; did you mean "
+                                               r"'FLUSH_AT'\?$"),
+        ({"API_KEY": "phc_x", "PERSONAL_TOKEN": "phx_secret_value"},
+         r"^settings\.POSTHOG: unknown key 'PERSONAL_TOKEN'$"),
+    ],
+)
+def test_an_unknown_key_fails_at_startup_naming_the_closest_known_one(
+        posthog: dict[str, Any], message: str) -> None:
+    from django.apps import apps
+
+    from posthog_integrations.django import PostHogMiddleware
+
+    app = apps.get_app_config("posthog_integrations")
+    with override_settings(POSTHOG=posthog):
+        for start in (conf.load, app.ready, lambda: PostHogMiddleware(lambda request: None)):
+            with pytest.raises(ImproperlyConfigured, match=message) as raised:
+                start()
+            assert "secret_value" not in str(raised.value)
 
 
 def test_middleware_before_authentication_warns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,10 +23,12 @@ def free_port() -> int:
 
 @contextmanager
 def serve(arguments: list[str], port: int, env: Mapping[str, str],
-          stop_signal: int = signal.SIGTERM, ready_timeout: float = 20.0) -> Iterator[str]:
+          stop_signal: int = signal.SIGTERM, ready_timeout: float = 20.0,
+          output: list[str] | None = None) -> Iterator[str]:
     """Run ``python -m <arguments>`` until the block ends; yield its base URL.
 
-    On exit the server gets ``stop_signal`` and must stop within 15 s.
+    On exit the server gets ``stop_signal`` and must stop within 15 s; what it printed (stdout
+    and stderr) is then appended to ``output``, when given.
     """
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     process = subprocess.Popen([sys.executable, "-m", *arguments], cwd=ROOT, env=environment,
@@ -38,7 +40,9 @@ def serve(arguments: list[str], port: int, env: Mapping[str, str],
         if process.poll() is None:
             process.send_signal(stop_signal)
         try:
-            process.communicate(timeout=15)
+            printed, _ = process.communicate(timeout=15)
+            if output is not None:
+                output.append(printed)
         except subprocess.TimeoutExpired:
             process.kill()
             output, _ = process.communicate()

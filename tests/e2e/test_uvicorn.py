@@ -31,3 +31,21 @@ def test_every_event_arrives_with_its_requests_identity(sink: LocalSink) -> None
     assert error["properties"]["$exception_message"] == "checkout failed"
     assert error["properties"]["$route"] == "/broken"
     assert {r.api_key for r in sink.requests()} == {API_KEY}
+
+
+def test_a_misspelt_middleware_option_is_logged_once_at_startup(sink: LocalSink) -> None:
+    port = free_port()
+    env = {"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": sink.url}
+    command = ["uvicorn", "tests.e2e.starlette_misconfigured:app", "--port", str(port),
+               "--log-level", "warning"]
+    printed: list[str] = []
+    with serve(command, port, env, output=printed) as url, httpx.Client(base_url=url) as http:
+        assert [http.get("/").status_code for _ in range(3)] == [500, 500, 500]
+    lines = printed[0].splitlines()
+    logged = [n for n, line in enumerate(lines)
+              if line.startswith("PostHogMiddleware cannot be built: unknown PostHogMiddleware "
+                                 "option 'captur_pageviews'; did you mean 'capture_pageviews'?")]
+    assert len(logged) == 1, printed[0]
+    first_request_failure = next(n for n, line in enumerate(lines)
+                                 if "Exception in ASGI application" in line)
+    assert logged[0] < first_request_failure  # at startup (lifespan), before any request

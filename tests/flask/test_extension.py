@@ -231,6 +231,7 @@ def test_an_unknown_posthog_key_fails_at_init_app_naming_it(sink: LocalSink,
         ({"capture_pageview": True},
          r"^unknown PostHog option 'capture_pageview'; did you mean 'capture_pageviews'\?$"),
         ({"identify_users": False}, r"did you mean 'identify_user'\?$"),
+        ({"FLUSH_AT": 1}, r"^unknown PostHog option 'FLUSH_AT'; did you mean 'flush_at'\?$"),
         ({"nothing_like_it": 1}, r"^unknown PostHog option 'nothing_like_it'$"),
     ],
 )

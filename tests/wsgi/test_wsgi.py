@@ -198,3 +198,18 @@ def test_64_concurrent_requests_on_a_threaded_server(make_client: ClientFactory,
         assert event["properties"]["request"] == number
         assert event["properties"]["$request_path"] == f"/r/{number}"
         assert event["properties"]["$current_url"] == f"{url}/r/{number}"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"captur_pageviews": True}, r"^unknown PostHogMiddleware option 'captur_pageviews'; "
+                                     r"did you mean 'capture_pageviews'\?$"),
+        ({"Exclude_Paths": ["/health"]}, r"did you mean 'exclude_paths'\?$"),
+        ({"clients": None}, r"did you mean 'client'\?$"),
+    ],
+)
+def test_an_unknown_option_names_the_closest_known_one(options: dict[str, Any],
+                                                       message: str) -> None:
+    with pytest.raises(posthog.ConfigurationError, match=message):
+        PostHogMiddleware(lambda environ, start_response: [b""], **options)
