@@ -47,10 +47,12 @@ def _middleware_order(raw: Any) -> list[CheckMessage]:
         return []
     if AUTHENTICATION_MIDDLEWARE in middleware[ours:]:
         return [Warning(
-            "PostHogMiddleware comes before AuthenticationMiddleware, so it cannot see the "
-            "logged-in user: requests without the X-POSTHOG-DISTINCT-ID header are personless.",
-            hint="Move PostHogMiddleware after AuthenticationMiddleware in MIDDLEWARE, or set "
-                 "POSTHOG['IDENTIFY_USER'] = False.",
+            "PostHogMiddleware comes before AuthenticationMiddleware: an event captured or a "
+            "flag read before AuthenticationMiddleware has run (by the middleware between "
+            "them) cannot see the logged-in user, and the request keeps the "
+            "X-POSTHOG-DISTINCT-ID header's id, or none.",
+            hint="Put PostHogMiddleware right after AuthenticationMiddleware in MIDDLEWARE, or "
+                 "set POSTHOG['IDENTIFY_USER'] = False.",
             id="posthog_integrations.W003",
         )]
     return []
