@@ -39,8 +39,8 @@ IN_THE_SDIST = ("README.md", "LICENSE", "CHANGELOG.md", "setup.cfg", "pyproject.
 # prefix it must keep).
 KEPT_FRAMEWORKS = (
     (["django==4.2.*"], "django", "django", "4.2."),
-    (["flask==2.2.*", "werkzeug==2.2.*"], "flask", "flask", "2.2."),
-    (["flask==2.2.*", "werkzeug==2.2.*"], "sink", "werkzeug", "2.2."),
+    (["flask==2.3.*", "werkzeug==2.3.*"], "flask", "flask", "2.3."),
+    (["flask==2.3.*", "werkzeug==2.3.*"], "sink", "werkzeug", "2.3."),
 )
 
 

@@ -110,11 +110,9 @@ def test_under_the_wsgi_middleware_the_django_user_still_wins(
     session = Client()
     session.force_login(member)
     cookie = session.cookies[django_settings.SESSION_COOKIE_NAME].value
-    browser = WerkzeugClient(WSGIMiddleware(WSGIHandler(), client=default_client),
-                             use_cookies=False)
-    # A Cookie header, not set_cookie(), whose arguments changed in Werkzeug 2.3.
-    headers = {"X-POSTHOG-DISTINCT-ID": "victim-1", "X-POSTHOG-SESSION-ID": "session-9",
-               "Cookie": f"{django_settings.SESSION_COOKIE_NAME}={cookie}"}
+    browser = WerkzeugClient(WSGIMiddleware(WSGIHandler(), client=default_client))
+    browser.set_cookie(django_settings.SESSION_COOKIE_NAME, cookie)
+    headers = {"X-POSTHOG-DISTINCT-ID": "victim-1", "X-POSTHOG-SESSION-ID": "session-9"}
     assert browser.get("/identity/", headers=headers).json == {"distinct_id": str(member.pk)}
     [event] = delivered(default_client, sink, event="identity read")
     assert event["distinct_id"] == str(member.pk)
