@@ -146,7 +146,7 @@ def _run(keep_open: bool, examples: Path | None) -> int:
         print("the demo serves the example projects of a clone of the repository: run it in the "
               "clone, or pass --examples PATH/TO/example_projects", file=sys.stderr)
         return 2
-    shops = [shop for shop in SHOPS if not _unsupported_here(shop)]
+    shops = list(SHOPS)
     missing = sorted({m for shop in shops for m in shop.needs if not _installed(m)})
     if missing:
         print(f"the demo needs {', '.join(missing)}: pip install 'posthog-integrations[all]'",
@@ -160,9 +160,6 @@ def _run(keep_open: bool, examples: Path | None) -> int:
     started = time.perf_counter()
     print(f"posthog-integrations demo: {len(shops)} example shops, served for real, sending to "
           "a local capture endpoint")
-    for shop in SHOPS:
-        if shop not in shops:
-            print(f"  skipped: the {shop.name} shop ({_unsupported_here(shop)})")
     with endpoint as sink, ExitStack() as servers:
         print(f"  local capture endpoint and viewer: {sink.url}/")
         print(f"  its flags ({sink.flags.summary()}): {folder / FLAGS_FILE}")
@@ -227,13 +224,6 @@ def _shown_path(path: Path) -> str:
         return str(absolute)
     # A bare name would be looked up on PATH, not in the working directory.
     return str(relative) if len(relative.parts) > 1 else os.path.join(os.curdir, relative)
-
-
-def _unsupported_here(shop: Shop) -> str | None:
-    """Why ``shop`` cannot run on this Python, if it cannot."""
-    if shop.name == "Django" and sys.version_info < (3, 10):
-        return "Django 5.2 needs Python 3.10 or newer"
-    return None
 
 
 def _installed(module: str) -> bool:

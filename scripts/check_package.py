@@ -1,12 +1,15 @@
-"""Check the package as users get it: build the sdist and the wheel, install the wheel into a
-fresh virtualenv per extra, import what each extra promises, and run the demo against the
-installed wheel.
+"""Check the package as users get it: build the sdist and the wheel, check their metadata as the
+package index will (``twine check --strict``), install the wheel into a fresh virtualenv per
+extra, import what each extra promises, check that no extra upgrades a framework the user
+already has at the oldest version supported, and run the demo against the installed wheel.
 
-Run from a clone: ``python scripts/check_package.py`` (CI does). Exit status 0 when all passed.
+Run from a clone with the ``release`` extra installed (``pip install -e '.[release]'``):
+``python scripts/check_package.py`` (CI does). Exit status 0 when all passed.
 """
 
 from __future__ import annotations
 
+import email
 import subprocess
 import sys
 import tarfile
@@ -28,8 +31,17 @@ IMPORTS = {
             "posthog_integrations.sink", "posthog_integrations.demo"],
 }
 IN_THE_WHEEL = ("posthog_integrations/py.typed", "posthog_integrations/sink/viewer.html")
+PROJECT_URLS = {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
 NOT_IN_THE_WHEEL = ("tests/", "bench/", "example_projects/")
-IN_THE_SDIST = ("README.md", "setup.cfg", "pyproject.toml")
+IN_THE_SDIST = ("README.md", "LICENSE", "CHANGELOG.md", "setup.cfg", "pyproject.toml")
+# A project already on the oldest framework release supported, and the extra added to it: the
+# framework must stay where it was (pins first, then the extra; the distribution, the version
+# prefix it must keep).
+KEPT_FRAMEWORKS = (
+    (["django==4.2.*"], "django", "django", "4.2."),
+    (["flask==2.3.*", "werkzeug==2.3.*"], "flask", "flask", "2.3."),
+    (["flask==2.3.*", "werkzeug==2.3.*"], "sink", "werkzeug", "2.3."),
+)
 
 
 def main() -> int:
@@ -39,6 +51,10 @@ def main() -> int:
         wheel, sdist = _build(work)
         _check_wheel_contents(wheel)
         _check_sdist_contents(sdist)
+        _run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)])
+        _check_metadata(wheel)
+        for pins, extra, distribution, kept in KEPT_FRAMEWORKS:
+            _check_framework_kept(work, wheel, pins, extra, distribution, kept)
         for extra in IMPORTS:
             python = _fresh_venv(work / f"venv-{extra or 'core'}")
             requirement = f"{wheel}[{extra}]" if extra else str(wheel)
@@ -64,9 +80,7 @@ def _run(command: list[str], cwd: Path | None = None) -> str:
 
 
 def _build(work: Path) -> tuple[Path, Path]:
-    builder = _fresh_venv(work / "build-env")
-    _run([str(builder), "-m", "pip", "install", "-q", "--disable-pip-version-check", "build"])
-    _run([str(builder), "-m", "build", "--outdir", str(work / "dist"), str(ROOT)], cwd=work)
+    _run([sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(ROOT)], cwd=work)
     [wheel] = (work / "dist").glob("*.whl")
     [sdist] = (work / "dist").glob("*.tar.gz")
     return wheel, sdist
@@ -89,6 +103,26 @@ def _check_wheel_contents(wheel: Path) -> None:
     print(f"{wheel.name}: {len(names)} files, py.typed, the viewer and both entry points")
 
 
+def _check_metadata(wheel: Path) -> None:
+    """What twine does not check and the package index refuses or shows: classifiers it knows,
+    the project's links, the license file."""
+    from trove_classifiers import classifiers as known
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = email.message_from_bytes(archive.read(name))
+    unknown = [c for c in metadata.get_all("Classifier", []) if c not in known]
+    links = {link.split(",")[0] for link in metadata.get_all("Project-URL", [])}
+    missing = sorted(PROJECT_URLS - links)
+    problems = [f"unknown classifiers {unknown}" if unknown else "",
+                f"missing project URLs {missing}" if missing else "",
+                "" if metadata.get("License-File") == "LICENSE" else "no License-File: LICENSE"]
+    if any(problems):
+        raise SystemExit(f"{wheel.name} metadata: {'; '.join(p for p in problems if p)}")
+    print(f"{wheel.name}: {len(metadata.get_all('Classifier', []))} known classifiers, "
+          f"{len(links)} project URLs, the license file")
+
+
 def _check_sdist_contents(sdist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
@@ -107,6 +141,21 @@ def _check_imports(python: Path, extra: str, work: Path) -> None:
             "assert 'site-packages' in location, location\n")
     _run([str(python), "-c", code], cwd=work)
     print(f"[{extra or 'core'}] imports {len(modules)} modules from the installed wheel")
+
+
+def _check_framework_kept(work: Path, wheel: Path, pins: list[str], extra: str,
+                          distribution: str, kept: str) -> None:
+    """Installing ``wheel[extra]`` into a project pinned by ``pins`` leaves ``distribution`` at
+    the version it had (one starting with ``kept``)."""
+    python = _fresh_venv(work / f"venv-kept-{extra}-{distribution}")
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    _run([*pip, *pins])
+    _run([*pip, f"{wheel}[{extra}]"])
+    code = f"from importlib.metadata import version; print(version({distribution!r}))"
+    found = _run([str(python), "-c", code], cwd=work).strip()
+    if not found.startswith(kept):
+        raise SystemExit(f"[{extra}] upgraded {distribution} from {kept}x to {found}")
+    print(f"[{extra}] keeps {distribution} {found} of a project pinned to {' '.join(pins)}")
 
 
 def _check_sink_needs_its_extra(python: Path, work: Path) -> None:

@@ -16,7 +16,7 @@ API_KEY = "phc_test_secret_key_123"
 try:
     import django
 
-    _HAS_DJANGO = django.VERSION >= (5, 2)
+    _HAS_DJANGO = django.VERSION >= (4, 2)
 except ImportError:
     _HAS_DJANGO = False
 collect_ignore = [] if _HAS_DJANGO else ["django"]

@@ -343,7 +343,7 @@ def test_a_flask_app_that_cannot_load_is_a_configuration_error(
 
 
 def run_django_check(tmp_path: Path, posthog_setting: str) -> subprocess.CompletedProcess[str]:
-    pytest.importorskip("django", minversion="5.2")
+    pytest.importorskip("django", minversion="4.2")
     (tmp_path / "check_cli_settings.py").write_text(textwrap.dedent(f"""
         SECRET_KEY = "check-cli"
         INSTALLED_APPS = []

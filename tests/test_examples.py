@@ -16,8 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
 
 
 @pytest.mark.parametrize(("folder", "tests"), [
-    pytest.param("django_app", 6, marks=pytest.mark.skipif(
-        sys.version_info < (3, 10), reason="Django 5.2 needs Python 3.10 or newer")),
+    ("django_app", 6),
     ("flask_app", 6),
     ("starlette_app", 12),  # the Starlette shop and its FastAPI twin
 ])

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from posthog_integrations import Client as PostHogClient
 from posthog_integrations.sink import LocalSink
 from tests.conftest import delivered
+from tests.django.login import alogin
 from tests.django.project.views import ViewFailed
 
 IDENTITY = {"HTTP_X_POSTHOG_DISTINCT_ID": "user-1", "HTTP_X_POSTHOG_SESSION_ID": "session-1"}
@@ -146,7 +147,7 @@ def test_async_views_stay_on_the_event_loop(default_client: PostHogClient, sink:
 
     async def run() -> list[Any]:
         client = AsyncClient()
-        await client.aforce_login(user)
+        await alogin(client, user)
         first = await client.get("/async/items/5/", headers={"X-PostHog-Distinct-Id": "a-1"})
         second = await client.get("/async/items/6/")
         return [first, second]

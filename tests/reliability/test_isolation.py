@@ -37,7 +37,7 @@ from tests.conftest import API_KEY
 try:
     import django
 
-    HAS_DJANGO = django.VERSION >= (5, 2)
+    HAS_DJANGO = django.VERSION >= (4, 2)
 except ImportError:
     HAS_DJANGO = False
 
@@ -252,7 +252,7 @@ def serve_django(client: Client, requests: int) -> list[int]:
     """Django's WSGI handler with the tests' project settings, ``SYNC_MIDDLEWARE`` and this
     module's URLs. Django's integration sends to the default client (``client`` is unused);
     ``capture_events`` records it all the same."""
-    pytest.importorskip("django", minversion="5.2")
+    pytest.importorskip("django", minversion="4.2")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.project.settings")
     django.setup()
     from django.core.handlers.wsgi import WSGIHandler
