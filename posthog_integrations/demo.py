@@ -149,8 +149,8 @@ def _run(keep_open: bool, examples: Path | None) -> int:
     shops = list(SHOPS)
     missing = sorted({m for shop in shops for m in shop.needs if not _installed(m)})
     if missing:
-        print(f"the demo needs {', '.join(missing)}: pip install 'posthog-integrations[all]'",
-              file=sys.stderr)
+        print(f"the demo needs {', '.join(missing)}: install the [all] extra (from a clone: "
+              "pip install './posthog-integrations[all]')", file=sys.stderr)
         return 2
     try:
         endpoint = LocalSink(flags=folder / FLAGS_FILE)  # started below

@@ -128,7 +128,7 @@ def test_without_werkzeug_the_sink_and_demo_name_the_extra_in_one_line(
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert "werkzeug" in line
-    assert line.endswith("pip install 'posthog-integrations[sink]'")
+    assert line.endswith("pip install './posthog-integrations[sink]')")
 
 
 # -- the demo as a user runs it ----------------------------------------------------------------
@@ -249,3 +249,18 @@ def test_the_demos_closing_hint_works_from_the_directory_it_was_run_in(tmp_path:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """`posthog-integrations check | head -1`: the pipe closes before the report is written."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("POSTHOG_")}
+    process = subprocess.Popen([sys.executable, "-m", "posthog_integrations", "check"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # before the interpreter has even started: every write fails
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "Traceback" not in stderr
+    assert "BrokenPipeError" not in stderr

@@ -14,7 +14,7 @@ from .location import DATABASE_NAME, data_directory, default_database
 
 __all__ = ["SINK_EXTRA", "add_arguments", "respond_status", "run", "werkzeug_installed"]
 
-SINK_EXTRA = "pip install 'posthog-integrations[sink]'"
+SINK_EXTRA = "install the [sink] extra (from a clone: pip install './posthog-integrations[sink]')"
 MEMORY = ":memory:"
 
 

@@ -4,6 +4,7 @@ with no request to the (real, loopback) flags server, and reports its reads as u
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import sys
@@ -259,9 +260,12 @@ def test_the_fixture_is_removed_after_its_test(tmp_path: Path) -> None:
         def test_after():
             assert overrides.current is None
     """))
+    # Another test may have set DJANGO_SETTINGS_MODULE, which pytest-django would act on.
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-         str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+         "-p", "no:django", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120)
     assert "2 passed" in result.stdout, result.stdout + result.stderr
 
 
