@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -21,6 +22,12 @@ except ImportError:
     _HAS_DJANGO = False
 collect_ignore = [] if _HAS_DJANGO else ["django"]
 ClientFactory = Callable[..., Client]
+
+# A shell without job control starts background jobs with SIGINT ignored, and children inherit
+# that: the tests that press Ctrl-C on a child process (the sink, the demo) need it delivered.
+# A handled signal is reset to its default in an exec'd child, an ignored one stays ignored.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
