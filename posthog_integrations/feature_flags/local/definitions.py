@@ -41,8 +41,10 @@ def parse_definitions(data: Any) -> FlagDefinitions:
         raise ValueError("the definitions' flags are not a list")
     flags = {flag["key"]: flag for flag in raw_flags
              if isinstance(flag, Mapping) and isinstance(flag.get("key"), str)}
-    mapping = data.get("group_type_mapping") or {}
-    cohorts = data.get("cohorts") or {}
+    mapping = data.get("group_type_mapping")
+    cohorts = data.get("cohorts")
+    mapping = {} if mapping is None else mapping
+    cohorts = {} if cohorts is None else cohorts
     if not isinstance(mapping, Mapping) or not isinstance(cohorts, Mapping):
         raise ValueError("the definitions' group_type_mapping and cohorts must be objects")
     version = data.get("property_matching_version")
