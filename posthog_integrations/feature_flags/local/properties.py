@@ -69,7 +69,11 @@ def _exact_match(value: Any, person_value: Any, version: int) -> bool:
     if version != 2 and is_boolean_like(value):
         return is_truthy(value) == is_truthy(person_value)
     if isinstance(value, list):
-        return person_text in [as_text(item, UNSUPPORTED_DEFINITION).lower() for item in value]
+        matched = False
+        for item in value:  # every item, so that an unusable one is found even after a match
+            text = item if isinstance(item, str) else as_text(item, UNSUPPORTED_DEFINITION)
+            matched = matched or text.lower() == person_text
+        return matched
     return as_text(value, UNSUPPORTED_DEFINITION).lower() == person_text
 
 

@@ -155,8 +155,11 @@ class _Scan:
             return
         self.out.append(r"\Z" if char == "$" else char)
         if char == ")":
+            if not self.groups:
+                self._atom()  # unbalanced: an error for both engines (left to re.compile)
+                return
             empty = self.previous in ("start", "empty group") and self.out[-2:-1] != ["|"]
-            inner = self.groups.pop() if self.groups else False
+            inner = self.groups.pop()
             if self.groups:
                 self.groups[-1] = self.groups[-1] or inner
             if empty:

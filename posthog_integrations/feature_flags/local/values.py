@@ -11,6 +11,7 @@ from typing import Any
 from posthog_integrations.feature_flags.local.errors import Inconclusive
 
 _ASCII_UPPER_TO_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_BOOLEAN_TEXTS = frozenset(("true", "false"))
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -86,12 +87,15 @@ def parse_number(value: Any) -> float | None:
 
 def is_boolean_like(value: Any) -> bool:
     """A bool, ``"true"``/``"false"`` in any case, or a list made only of such."""
+    if isinstance(value, str):
+        return len(value) in (4, 5) and value.lower() in _BOOLEAN_TEXTS
     if isinstance(value, bool):
         return True
-    if isinstance(value, str):
-        return value.lower() in ("true", "false")
     if isinstance(value, list):
-        return all(is_boolean_like(item) for item in value)
+        for item in value:  # noqa: SIM110 - a loop is faster than all() on this hot path
+            if not is_boolean_like(item):
+                return False
+        return True
     return False
 
 
@@ -102,5 +106,8 @@ def is_truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.lower() == "true"
     if isinstance(value, list):
-        return all(is_truthy(item) for item in value)
+        for item in value:  # noqa: SIM110 - a loop is faster than all() on this hot path
+            if not is_truthy(item):
+                return False
+        return True
     return False

@@ -8,9 +8,11 @@ the generators (or filtered with ``assume``), each with the spec section that sa
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import types
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -85,7 +87,7 @@ ints = st.one_of(st.integers(-1000, 1000), st.sampled_from([10**400, 2**53 + 1, 
 boolean_likes = st.sampled_from([True, False, "true", "false", "TRUE", "False", "tRuE"])
 texts = st.one_of(
     st.text(max_size=8),
-    st.text("aAbBéÉİıßẞ@.-_ 0123\n", max_size=8),
+    st.text("aAbBéÉİ\u0131ßẞ@.-_ 0123\n", max_size=8),
     st.sampled_from(["null", "pro", "Pro", "team", "[\"a\"]", "{\"a\":1}", "5.0", "5"]),
 )
 scalars = st.one_of(st.none(), boolean_likes, ints, floats, texts, numeric_strings)
@@ -123,7 +125,7 @@ def iso_strings(draw: st.DrawFn) -> str:
 
 
 _PORTABLE_DATE = re.compile(
-    r"\s*(-?[0-9]+[hdwmy]|[0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}(:[0-9]{2}(:[0-9]{2}"
+    r"-?[0-9]+[hdwmy]|\s*([0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}(:[0-9]{2}(:[0-9]{2}"
     r"([.,][0-9]+)?)?)?( ?[+-][0-9]{2}:[0-9]{2})?)?(Z| [Uu][Tt][Cc])?)\s*")
 relative_dates = st.builds("{}{}{}".format, st.sampled_from(["", "-"]),
                            st.one_of(st.integers(0, 40), st.integers(0, 40),
@@ -199,7 +201,7 @@ def filter_values(operator: str) -> st.SearchStrategy[Any]:
                          st.none())
     if operator.startswith("semver_"):
         return st.one_of(semver_strings, st.integers(0, 3), st.floats(0, 3), st.none())
-    return st.one_of(texts, scalars)
+    return st.one_of(texts, texts, scalars)  # the text operators
 
 
 def person_values(operator: str) -> st.SearchStrategy[Any]:
@@ -211,6 +213,8 @@ def person_values(operator: str) -> st.SearchStrategy[Any]:
         return st.one_of(semver_strings, scalars)
     if operator in ("gt", "gte", "lt", "lte"):
         return st.one_of(numeric_strings, ints, floats, scalars, st.lists(ints, max_size=2))
+    if operator in TEXT_OPERATORS:
+        return st.one_of(texts, texts, scalars, json_values)
     return json_values
 
 
@@ -234,10 +238,14 @@ def cases(draw: st.DrawFn, operators: list[Any]) -> tuple[dict[str, Any], dict[s
 def close_to(draw: st.DrawFn, value: Any) -> Any:
     if isinstance(value, list) and value and draw(st.booleans()):
         value = draw(st.sampled_from(value))
+    if isinstance(value, float) and math.isfinite(value):
+        # also its plain decimal spelling (1e-05 as 0.00001)
+        return draw(st.sampled_from([value, str(value), [value], f"{Decimal(repr(value)):f}"]))
     if not isinstance(value, str):
         return draw(st.sampled_from([value, str(value), [value]]))
     return draw(st.sampled_from([
         value, value.upper(), value.lower(), value.swapcase(), "x" + value, value + "Y",
+        value + "\n", "A" + value.upper() + "\u00c9",
         value[1:], value[:-1], value.replace("-", "").replace("^", "").replace("$", ""),
     ]))
 
@@ -248,17 +256,25 @@ def assert_same(filter: dict[str, Any], properties: dict[str, Any], version: int
         filter, properties, version, now)
 
 
-DIFFERENTIAL = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
+DIFFERENTIAL = settings(max_examples=800, deadline=None, derandomize=True, database=None,
                         suppress_health_check=[HealthCheck.too_slow])
 TEXT_OPERATORS = ["icontains", "not_icontains", "starts_with", "not_starts_with", "ends_with",
                   "not_ends_with"]
 
 
 @DIFFERENTIAL
-@given(cases(["exact", "is_not", None, "", "is_set", "is_not_set", *UNKNOWN_OPERATORS,
-              *TEXT_OPERATORS]), st.sampled_from([1, 2, 3]))
-def test_equality_and_text_operators_agree(case: Any, version: int) -> None:
-    assert_same(*case, version, NOWS[0])
+@given(cases(["exact", "is_not", None, "", "is_set", "is_not_set", *UNKNOWN_OPERATORS]),
+       st.sampled_from([1, 2, 3]))
+def test_equality_operators_agree(case: Any, version: int) -> None:
+    filter, properties = case
+    assert_same(filter, properties, version, NOWS[0])
+
+
+@DIFFERENTIAL
+@given(cases(TEXT_OPERATORS))
+def test_text_operators_agree(case: Any) -> None:
+    filter, properties = case
+    assert_same(filter, properties, 1, NOWS[0])
 
 
 @DIFFERENTIAL
@@ -285,14 +301,16 @@ def test_date_operators_agree(case: Any, now: datetime.datetime) -> None:
     filter, properties = case
     for value in (filter["value"], properties.get("k")):
         # Unicode digits: the official bare-year test is re's \d; spec §11.2 a 4-digit year.
-        assume(not (isinstance(value, str) and not value.isascii()))
+        assume(not (isinstance(value, str) and not value.isascii()
+                    and any(char.isdigit() for char in value)))
     got, expected = ours(filter, properties, 1, now), theirs(filter, properties, 1, now)
     if got[0] == "inconclusive" and expected[0] == "value" and any(
             isinstance(value, str) and not _PORTABLE_DATE.fullmatch(value)
             for value in (filter["value"], properties.get("k"))):
         # Python 3.11's fromisoformat, under the official parser, also reads basic and week
-        # forms (20240101, 2024-W01-1) and offsets like +0530 that 3.9 does not: spec §11.2
-        # asks for one ISO reading, this one on every Python; the rest goes to the server.
+        # forms (20240101, 2024-W01-1) and offsets like +0530 that 3.9 does not, and its
+        # relative-date regex lets "-7d\n" through ($ before a final newline): spec §11.2
+        # asks for one reading, this one on every Python; the rest goes to the server.
         return
     if "k" not in properties and now.day == 29 and re.fullmatch("[0-9]{4}", str(filter["value"])):
         # A bare year on February 29 names no day. Asked about an absent property, the
