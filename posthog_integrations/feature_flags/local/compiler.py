@@ -27,13 +27,15 @@ class Holdout(NamedTuple):
 
 class Condition:
     """One condition group. ``mixed``: it targets another group type than its flag (its
-    group's name in ``group_name``, None when the project has no such type)."""
+    group's name in ``group_name``, None when the project has no such type); ``property``:
+    its only filter when that is a property filter (matched with no loop around it)."""
 
-    __slots__ = ("filters", "group_name", "mixed", "override", "threshold")
+    __slots__ = ("filters", "group_name", "mixed", "override", "property", "threshold")
 
     def __init__(self, filters: Filters, threshold: float | None, override: Decided | None,
                  mixed: bool, group_name: str | None) -> None:
         self.filters = filters
+        self.property = filters[0][1] if len(filters) == 1 and filters[0][0] is None else None
         self.threshold = threshold
         self.override = override
         self.mixed = mixed
@@ -45,7 +47,7 @@ class CompiledFlag:
     group type index is not in the project's mapping)."""
 
     __slots__ = ("aggregated", "conditions", "device", "early_exit", "enrollment_key", "false",
-                 "group_name", "holdout", "key", "prefix", "state", "true", "variants")
+                 "group_name", "holdout", "key", "plain", "prefix", "state", "true", "variants")
 
     def __init__(self, key: str, state: int) -> None:
         self.key = key
@@ -59,6 +61,8 @@ class CompiledFlag:
         self.conditions: tuple[Condition, ...] = ()
         self.early_exit = False
         self.variants: tuple[tuple[float, float, Decided], ...] = ()
+        self.plain = False
+        """No enrollment, no holdout, no filter and no other group in any condition."""
         self.false = Decided(False, None)
         self.true = Decided(True, None)
 
@@ -127,11 +131,15 @@ class FlagCompiler:
         compiled.conditions = tuple(
             self._condition(condition, aggregation, variant_keys, decided)
             for condition in filters.get("groups") or [])
+        compiled.plain = compiled.enrollment_key is None and compiled.holdout is None and all(
+            not condition.filters and not condition.mixed for condition in compiled.conditions)
 
     def _condition(self, condition: Mapping[str, Any], flag_aggregation: Any,
                    variant_keys: list[Any], decided: Callable[[Any], Decided]) -> Condition:
         rollout = condition.get("rollout_percentage")
         threshold = None if rollout is None else rollout / 100
+        if threshold is not None and threshold >= 1.0:
+            threshold = None  # a hash is at most 1.0: everyone is in, no need to hash
         override = condition.get("variant")
         own = condition.get("aggregation_group_type_index", flag_aggregation)
         mixed = own != flag_aggregation and own is not None

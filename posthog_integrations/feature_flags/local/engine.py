@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from posthog_integrations.feature_flags.local import properties
 from posthog_integrations.feature_flags.local.compiler import (
     ACTIVE,
     CONTINUITY,
@@ -79,8 +80,12 @@ class CompiledDefinitions:
         person = person_properties if "distinct_id" in person_properties \
             else {"distinct_id": distinct_id, **person_properties}
         # Every group passed has its key as the property $group_key, as the server sees it.
-        group_props = {name: {"$group_key": key, **(group_properties.get(name) or {})}
-                       for name, key in groups.items()} if groups else _NO_GROUPS
+        group_props: Mapping[str, Properties] = _NO_GROUPS
+        group_keys: Mapping[str, bytes] = _NO_GROUPS
+        if groups:
+            group_props = {name: {"$group_key": key, **(group_properties.get(name) or {})}
+                           for name, key in groups.items()}
+            group_keys = {name: str(key).encode() for name, key in groups.items()}
         identity = distinct_id.encode()
         state = State(self.matching_version, device_id.encode() if device_id else None,
                       self._dependency)
@@ -90,50 +95,65 @@ class CompiledDefinitions:
             flag = flags.get(key)
             if flag is None:
                 results[key] = _NOT_IN_DEFINITIONS
-            elif flag.state is not ACTIVE:
+                continue
+            if flag.state is not ACTIVE:
                 results[key] = flag.false if flag.state is INACTIVE else \
                     _CONTINUITY if flag.state is CONTINUITY else _UNSUPPORTED
-            else:
-                results[key] = self._decide(flag, identity, person, groups, group_props, state)
+                continue
+            props = person
+            bucketing = flag_identity = identity
+            if flag.aggregated:
+                name = flag.group_name
+                if name is None:
+                    results[key] = _UNSUPPORTED
+                    continue
+                if name not in group_keys:
+                    results[key] = flag.false
+                    continue
+                props = group_props[name]
+                bucketing = flag_identity = group_keys[name]
+            elif flag.device:
+                if state.device is None:
+                    results[key] = _MISSING_CONTEXT
+                    continue
+                bucketing = state.device
+            if flag.plain:  # rollouts and variants only: decided here, without a call
+                rollout = -1.0
+                decided = flag.false
+                for condition in flag.conditions:
+                    if condition.threshold is not None:
+                        if rollout < 0:
+                            rollout = rollout_fraction(flag.prefix, bucketing)
+                        if rollout > condition.threshold:
+                            if flag.early_exit:
+                                break
+                            continue
+                    decided = condition.override or _variant(flag, bucketing)
+                    break
+                results[key] = decided
+                continue
+            state.cache = None
+            try:
+                results[key] = self._match(flag, props, flag_identity, bucketing, state,
+                                           group_keys, group_props)
+            except Inconclusive as error:
+                results[key] = undecided(error.reason)
+            except RequiresServer:
+                results[key] = _REQUIRES_SERVER
+            except Exception as error:
+                results[key] = _UNSUPPORTED
+                if key not in self._failed:
+                    self._failed.add(key)
+                    log.warning("feature flag %r: local evaluation failed (%s); the server "
+                                "decides it", key, type(error).__name__)
         return results
 
-    def _decide(self, flag: CompiledFlag, identity: bytes, person: Properties,
-                groups: Mapping[str, Any], group_props: Mapping[str, Properties],
-                state: State) -> Result:
-        if flag.aggregated:
-            name = flag.group_name
-            if name is None:
-                return _UNSUPPORTED
-            if name not in groups:
-                return flag.false
-            props: Properties = group_props[name]
-            identity = bucketing = str(groups[name]).encode()
-        else:
-            props = person
-            bucketing = identity
-            if flag.device:
-                if state.device is None:
-                    return _MISSING_CONTEXT
-                bucketing = state.device
-        state.cache = None
-        try:
-            return self._match(flag, props, identity, bucketing, state, groups, group_props)
-        except Inconclusive as error:
-            return undecided(error.reason)
-        except RequiresServer:
-            return _REQUIRES_SERVER
-        except Exception as error:
-            if flag.key not in self._failed:
-                self._failed.add(flag.key)
-                log.warning("feature flag %r: local evaluation failed (%s); the server decides it",
-                            flag.key, type(error).__name__)
-            return _UNSUPPORTED
-
     def _match(self, flag: CompiledFlag, props: Properties, identity: bytes, bucketing: bytes,
-               state: State, groups: Mapping[str, Any] | None,
+               state: State, group_keys: Mapping[str, bytes] | None,
                group_props: Mapping[str, Properties]) -> Decided:
         """The flag's value past the checks on its state and group (spec §9 steps 5-9);
-        ``groups`` None: evaluated as a dependency, where no other group is known."""
+        ``group_keys`` (each group's bucketing bytes by name) is None when evaluated as a
+        dependency, where no other group is known."""
         if flag.enrollment_key is not None:
             if flag.aggregated:
                 raise Inconclusive(UNSUPPORTED_DEFINITION)
@@ -151,13 +171,17 @@ class CompiledDefinitions:
             condition_props, condition_bucketing = props, bucketing
             if condition.mixed:
                 name = condition.group_name
-                if groups is None or name is None or name not in groups:
+                if group_keys is None or name is None or name not in group_keys:
                     continue
                 condition_props = group_props[name]
-                condition_bucketing = str(groups[name]).encode()
+                condition_bucketing = group_keys[name]
             if condition.filters:
                 try:
-                    if not match_all(condition.filters, condition_props, identity, state):
+                    if condition.property is not None:  # the one filter, a property
+                        if not properties.match_property(condition.property, condition_props,
+                                                         matching_version=state.matching_version):
+                            continue
+                    elif not match_all(condition.filters, condition_props, identity, state):
                         continue
                 except Inconclusive as error:
                     reason = stronger(reason, error.reason)
@@ -173,14 +197,7 @@ class CompiledDefinitions:
                     if flag.early_exit:
                         break
                     continue
-            if condition.override is not None:
-                return condition.override
-            if flag.variants:
-                position = variant_fraction(flag.prefix, condition_bucketing)
-                for low, high, variant in flag.variants:
-                    if low <= position < high:
-                        return variant
-            return flag.true
+            return condition.override or _variant(flag, condition_bucketing)
         if reason is not None:
             raise Inconclusive(reason)
         return flag.false
@@ -216,6 +233,16 @@ class CompiledDefinitions:
         except BaseException:
             del cache[key]
             raise
+
+
+def _variant(flag: CompiledFlag, bucketing: bytes) -> Decided:
+    """A matched flag's value: its variant for ``bucketing`` (spec §10.2), else True."""
+    if flag.variants:
+        position = variant_fraction(flag.prefix, bucketing)
+        for low, high, variant in flag.variants:
+            if low <= position < high:
+                return variant
+    return flag.true
 
 
 _compiled: dict[int, tuple[FlagDefinitions, CompiledDefinitions]] = {}

@@ -76,10 +76,11 @@ def match_all(filters: Filters, props: Properties, identity: bytes, state: State
     reason: str | None = None
     needs_server: RequiresServer | None = None
     version = state.matching_version
+    match_property = properties.match_property
     for run, spec in filters:
         try:
             if run is None:
-                if not properties.match_property(spec, props, matching_version=version):
+                if not match_property(spec, props, matching_version=version):
                     return False
             elif not run(props, identity, state):
                 return False
