@@ -37,7 +37,8 @@ class SharedPattern:
         self.compiled = compiled
         self.uses_word_class = scan.uses_word_class
         self.uses_space_class = scan.uses_space_class
-        # Python's \Z cannot backtrack like the server's strict $ on a final newline.
+        # A repeat or an alternation before the strict $ makes a text ending in a newline the
+        # server's to decide (spec §11.3).
         self.end_anchor_repeats = scan.uses_end_anchor and scan.repeats_or_alternates
 
 
