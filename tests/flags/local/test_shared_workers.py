@@ -1,9 +1,10 @@
 """Four real worker processes share one definitions poll per interval through a real Redis.
 
 Each worker (``shared_worker.py``) runs a poll loop every ``INTERVAL`` against a loopback
-definitions server. The bound on requests comes from the lock: one poll per lock period, and a
-lock lives ``INTERVAL``, so polls are at least one interval apart and a window of k intervals
-holds at most k + 1 of them (one at each edge: the +1 slack).
+definitions server, each at its own moment of the interval. The bound on requests comes from
+the lock: a process polls only while it holds the lock, a lock lives ``INTERVAL`` and its holder
+renews it at most once per interval, so polls are at least one interval apart and a window of k
+intervals holds at most k + 1 of them (one at each edge: the +1 slack).
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ PATIENCE = 30.0  # seconds: generous, for a loaded machine; no assertion rests o
 
 class Worker:
     def __init__(self, name: str, redis_url: str, server_url: str, namespace: str,
-                 log: Path) -> None:
+                 log: Path, offset: float) -> None:
         self.name = name
         self.log = log
         self.reports: list[dict[str, Any]] = []
         self._stderr = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.flags.local.shared_worker", redis_url, server_url,
-             str(INTERVAL), namespace, name],
+             str(INTERVAL), namespace, name, str(offset)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL)
         assert self.process.stdout is not None
         self._reader = threading.Thread(target=self._read, args=(self.process.stdout,),
@@ -80,9 +81,9 @@ def start_workers(server: DefinitionsServer, namespace: str,
     started: list[Worker] = []
 
     def start(redis_url: str) -> list[Worker]:
-        for name in NAMES:
+        for number, name in enumerate(NAMES):
             started.append(Worker(name, redis_url, server.url, namespace,
-                                  tmp_path / f"{name}.log"))
+                                  tmp_path / f"{name}.log", number * INTERVAL / len(NAMES)))
         return list(started)
 
     yield start
