@@ -24,7 +24,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .shared_store import OK, TOO_LARGE, SharedState, SharedStore, Stamp
-from .source import Fetched
+from .source import FAILED, NOT_MODIFIED, QUOTA_LIMITED, UNAUTHORIZED, UPDATED, Fetched
 
 if TYPE_CHECKING:
     import redis
@@ -42,7 +42,7 @@ FIRST_LOAD_WAIT = 2.0
 """How long a process with no definitions yet waits for the holder's first poll."""
 STATE_TTL = 24 * 3600.0
 """The shared copy outlives its last holder by this long (renewed at every poll)."""
-VERDICTS = ("unauthorized", "quota_limited")
+VERDICTS = (UNAUTHORIZED, QUOTA_LIMITED)
 SCHEMES = ("redis", "rediss", "unix")
 
 _live_sources: weakref.WeakSet[SharedSource] = weakref.WeakSet()
@@ -134,7 +134,7 @@ class SharedSource:
         """One poll: through the shared copy, or straight to PostHog while Redis is away."""
         with self._lock:
             if self._closed:
-                return Fetched("failed", None, None, "the definitions source is closed")
+                return Fetched(FAILED, None, None, "the definitions source is closed")
             try:
                 return self._shared_refresh()
             except self._errors as error:
@@ -142,7 +142,7 @@ class SharedSource:
                 return self._direct()
             except Exception:
                 logger.exception("flag definitions cache: the shared refresh failed")
-                return Fetched("failed", None, None, "the shared refresh failed")
+                return Fetched(FAILED, None, None, "the shared refresh failed")
 
     def close(self) -> None:
         """Release the lock if this process holds it, and close the connection."""
@@ -179,7 +179,7 @@ class SharedSource:
             elif self._seen is None and self._own_etag is None:
                 result = self._await_first_state()
             else:
-                result = Fetched("not_modified", None, self._own_etag, "no shared copy yet")
+                result = Fetched(NOT_MODIFIED, None, self._own_etag, "no shared copy yet")
         self._note_redis_up()
         return result
 
@@ -201,10 +201,10 @@ class SharedSource:
             self._seen = state.stamp
             return self._direct()
         if state.stamp == self._seen:
-            return Fetched("not_modified", None, state.etag, "shared copy unchanged")
+            return Fetched(NOT_MODIFIED, None, state.etag, "shared copy unchanged")
         full = self._store.read(with_data=True)
         if full is None:
-            return Fetched("not_modified", None, self._own_etag, "no shared copy yet")
+            return Fetched(NOT_MODIFIED, None, self._own_etag, "no shared copy yet")
         if full.outcome == TOO_LARGE:
             return self._follow(full)
         return self._adopt(full)
@@ -221,9 +221,9 @@ class SharedSource:
             except ValueError:
                 data = None
         if not isinstance(data, dict):
-            return Fetched("failed", None, None, "the shared definitions are unreadable")
+            return Fetched(FAILED, None, None, "the shared definitions are unreadable")
         self._seen, self._own_etag = state.stamp, state.etag
-        return Fetched("updated", data, state.etag, "from the shared copy")
+        return Fetched(UPDATED, data, state.etag, "from the shared copy")
 
     def _poll_as_holder(self) -> Fetched:
         """This process holds the lock: poll PostHog with the shared ETag, store what changed."""
@@ -239,20 +239,20 @@ class SharedSource:
         elif state.outcome == TOO_LARGE:
             send = self._own_etag
         else:
-            send = state.etag if adopted is None or adopted.outcome == "updated" else None
+            send = state.etag if adopted is None or adopted.outcome == UPDATED else None
         result = self._call_fetch(send)
         try:
             self._publish(state, result)
         except self._errors as error:
             self._note_redis_down(error)
-        if result.outcome in ("not_modified", "failed") and adopted is not None \
-                and adopted.outcome == "updated":
+        if result.outcome in (NOT_MODIFIED, FAILED) and adopted is not None \
+                and adopted.outcome == UPDATED:
             return adopted
         return result
 
     def _publish(self, state: SharedState | None, result: Fetched) -> None:
         """Store what the holder's poll learnt, for every other process."""
-        if result.outcome == "updated":
+        if result.outcome == UPDATED:
             encoded = json.dumps(result.data, separators=(",", ":")).encode()
             if len(encoded) <= self._max_bytes:
                 self._remember(self._store.write(self._token, OK, result.etag, encoded))
@@ -264,7 +264,7 @@ class SharedSource:
         elif result.outcome in VERDICTS:
             if state is None or state.outcome != result.outcome:
                 self._remember(self._store.write(self._token, result.outcome, None, b""))
-        elif (result.outcome == "not_modified" and state is not None and state.outcome == OK
+        elif (result.outcome == NOT_MODIFIED and state is not None and state.outcome == OK
               and result.etag and result.etag != state.etag):
             self._store.set_etag(self._token, state.stamp, result.etag)
 
@@ -281,10 +281,10 @@ class SharedSource:
             result = self._fetch(etag)
         except Exception:
             logger.exception("flag definitions cache: the definitions request failed")
-            return Fetched("failed", None, None, "the definitions request failed")
-        if result.outcome == "updated":
+            return Fetched(FAILED, None, None, "the definitions request failed")
+        if result.outcome == UPDATED:
             self._own_etag = result.etag
-        elif result.outcome == "not_modified":
+        elif result.outcome == NOT_MODIFIED:
             self._own_etag = result.etag or etag
         elif result.outcome in VERDICTS:
             self._own_etag = None

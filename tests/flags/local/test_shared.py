@@ -10,11 +10,15 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
 
+from posthog_integrations.core.transport import Transport
+from posthog_integrations.feature_flags.local.fetch import fetch_definitions
 from posthog_integrations.feature_flags.local.shared import (
     SharedSource,
     connect,
@@ -23,7 +27,9 @@ from posthog_integrations.feature_flags.local.shared import (
 )
 from posthog_integrations.feature_flags.local.shared_store import SharedStore
 from posthog_integrations.feature_flags.local.source import Fetched
+from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
+from tests.flags.local import conftest as redis_conftest
 from tests.flags.local.conftest import RedisServer
 from tests.flags.local.definitions_server import DefinitionsServer, definitions, http_fetch
 
@@ -330,3 +336,51 @@ def test_a_redis_restarted_empty_between_two_polls_still_brings_the_change(
     assert flag_keys(holder.refresh()) == ["flag-v2"]
     assert flag_keys(reader.refresh()) == ["flag-v2"]
     assert workers(server) == ["holder", "holder"]
+
+
+def real_fetch(transport: Transport, secret: str) -> Fetch:
+    def fetch(etag: str | None) -> Fetched:
+        return fetch_definitions(transport, project_key=API_KEY, secret_key=secret, etag=etag)
+
+    return fetch
+
+
+def test_through_the_real_request_and_the_local_sink_neither_key_reaches_redis(
+        redis_server: RedisServer) -> None:
+    secret = "phx_shared_secret_0123456789abcdef"
+    prefix = f"test-shared:{uuid.uuid4().hex}"
+    with LocalSink(definitions=definitions("beta")) as sink:
+        transports = [Transport(sink.url, API_KEY, timeout=5, gzip=False) for _ in range(2)]
+        sources = [make_shared_source(
+            redis_server.url,
+            real_fetch(transport, secret),
+            project_key=API_KEY, poll_interval=5.0, host=sink.url,
+            key_prefix=prefix) for transport in transports]
+        try:
+            assert [flag_keys(source.refresh()) for source in sources] == [["beta"], ["beta"]]
+            assert [source.refresh().outcome for source in sources] == ["not_modified"] * 2
+            assert sink.stats()["definitions_requests"] == 2  # the holder's 200, then its 304
+            client = connect(redis_server.url)
+            stored = b"".join(key + (client.get(key) if client.type(key) == b"string"
+                                     else b"".join(b"".join(item)
+                                                   for item in client.hgetall(key).items()))
+                              for key in client.scan_iter(match=f"{prefix}:*"))
+            assert b"beta" in stored
+            assert secret.encode() not in stored
+            assert API_KEY.encode() not in stored
+            client.close()
+        finally:
+            for source, transport in zip(sources, transports):
+                source.close()
+                transport.close()
+
+
+def test_a_missing_redis_server_fails_where_redis_is_required(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(redis_conftest, "REQUIRE_REDIS", True)
+    with pytest.raises(pytest.fail.Exception, match="POSTHOG_REQUIRE_REDIS=1"):
+        redis_conftest.redis_server_executable()
+    monkeypatch.setattr(redis_conftest, "REQUIRE_REDIS", False)
+    with pytest.raises(pytest.skip.Exception, match="redis-server is not installed"):
+        redis_conftest.redis_server_executable()
