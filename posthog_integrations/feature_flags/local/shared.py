@@ -12,6 +12,7 @@ and goes back to the shared copy when Redis answers again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -79,7 +80,7 @@ def connect(url: str, timeout: float = REDIS_TIMEOUT) -> redis.Redis:
                                 retry=Retry(NoBackoff(), 0))
 
 
-def _where(url: str) -> str:
+def redis_location(url: str) -> str:
     """The Redis server named for logs: host, port and database, never a password."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "unix":
@@ -100,7 +101,7 @@ class SharedSource:
         import redis
 
         self._url = url
-        self._where = _where(url)
+        self._where = redis_location(url)
         self._fetch = fetch
         self._namespace = namespace
         self._interval = poll_interval
@@ -150,11 +151,10 @@ class SharedSource:
             if self._closed:
                 return
             self._closed = True
-            try:
+            with contextlib.suppress(*self._errors):
                 self._store.release(self._token)
+            with contextlib.suppress(*self._errors):
                 self._client.close()
-            except self._errors:
-                pass
 
     def _note_redis_down(self, error: BaseException) -> None:
         if not self._degraded:
