@@ -174,6 +174,8 @@ def _unaliased(source: Mapping[str, Any]) -> Mapping[str, Any]:
         value = source.get(alias)
         if value is None:
             continue
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{alias} must be a string, got a {type(value).__name__}")
         if out.get(name) is not None and _stripped(out[name]) != _stripped(value):
             raise ConfigurationError(f"{name} and {alias} are the same setting and were given "
                                      f"different values: give only {name}")

@@ -23,6 +23,8 @@ from posthog_integrations.core.transport import Transport
 
 from . import overrides
 from .called import CalledTracker, called_properties
+from .local.definitions import FlagDefinitions
+from .local.poller import DefinitionsPoller
 from .records import FlagRecord, FlagResponse, FlagValue
 from .remote import FlagsFailure, FlagsRequest, fetch_flags
 from .snapshot import FlagSnapshot
@@ -58,6 +60,8 @@ class FlagEvaluator:
         self._transport: Transport | None = None
         self._transport_pid = 0
         self._logged: set[str] = set()
+        # Definitions for local evaluation are polled by a client that sends, given a secret key.
+        self._poller = DefinitionsPoller(options) if active and options.secret_key else None
         _live_evaluators.add(self)
 
     def stop(self) -> None:
@@ -68,6 +72,27 @@ class FlagEvaluator:
             transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+        if self._poller is not None:
+            self._poller.stop()
+
+    def definitions(self) -> FlagDefinitions | None:
+        """The flag definitions for local evaluation, None until some are loaded (and always
+        without a secret key). The first call starts the poller; none waits for it."""
+        poller = self._poller
+        return None if poller is None else poller.current()
+
+    def load_definitions(self, timeout: float | None) -> bool:
+        """Poll for the definitions now, waiting up to ``timeout`` (default ``flags_timeout``)
+        seconds; whether definitions are loaded."""
+        if self._poller is None:
+            if not self._options.secret_key:
+                self._log_once("load_flags", "load_flags() needs a secret key (secret_key or "
+                               "POSTHOG_SECRET_KEY): no flag definitions are loaded")
+            else:
+                logger.debug("load_flags(): this client sends nothing (no API key, disabled or "
+                             "send=False), so it loads no flag definitions")
+            return False
+        return self._poller.load(self._options.flags_timeout if timeout is None else timeout)
 
     def prepare(self, distinct_id: Any = None, *, groups: Mapping[str, Any] | None = None,
                 person_properties: Mapping[str, Any] | None = None,
