@@ -22,13 +22,19 @@ import threading
 import time
 import urllib.parse
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-from .shared_store import OK, TOO_LARGE, SharedState, SharedStore, Stamp
+from .shared_store import (
+    OK,
+    REDIS_TIMEOUT,
+    TOO_LARGE,
+    SharedState,
+    SharedStore,
+    Stamp,
+    connect,
+    redis_location,
+)
 from .source import FAILED, NOT_MODIFIED, QUOTA_LIMITED, UNAUTHORIZED, UPDATED, Fetched
-
-if TYPE_CHECKING:
-    import redis
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -37,8 +43,6 @@ Fetch = Callable[[Optional[str]], Fetched]
 
 DEFAULT_KEY_PREFIX = "posthog-integrations:flags"
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-REDIS_TIMEOUT = 0.5
-"""Seconds a Redis connect or reply may take before this refresh polls PostHog directly."""
 FIRST_LOAD_WAIT = 2.0
 """How long a process with no definitions yet waits for the holder's first poll."""
 STATE_TTL = 24 * 3600.0
@@ -55,10 +59,8 @@ def namespace_for(project_key: str, host: str = "", key_prefix: str = DEFAULT_KE
     return f"{key_prefix}:{digest}"
 
 
-def make_shared_source(url: str, fetch: Fetch, *, project_key: str, poll_interval: float,
-                       host: str = "", key_prefix: str = DEFAULT_KEY_PREFIX,
-                       max_bytes: int = DEFAULT_MAX_BYTES) -> SharedSource:
-    """A :class:`SharedSource` for ``url``; ``ValueError`` for a URL or setup it cannot use."""
+def check_cache_url(url: object) -> None:
+    """``ValueError`` unless ``url`` is a Redis URL this process can use (at configuration)."""
     if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in SCHEMES:
         raise ValueError("flag_definitions_cache must be a redis://, rediss:// or unix:// URL")
     try:
@@ -66,30 +68,19 @@ def make_shared_source(url: str, fetch: Fetch, *, project_key: str, poll_interva
     except ImportError:
         raise ValueError("flag_definitions_cache needs the redis package: "
                          "pip install 'posthog-integrations[redis]'") from None
+
+
+def make_shared_source(url: str, fetch: Fetch, *, project_key: str, poll_interval: float,
+                       host: str = "", key_prefix: str = DEFAULT_KEY_PREFIX,
+                       max_bytes: int = DEFAULT_MAX_BYTES,
+                       on_close: Callable[[], None] | None = None) -> SharedSource:
+    """A :class:`SharedSource` for ``url``; ``ValueError`` for a URL or setup it cannot use.
+
+    ``on_close`` runs when the source closes (to close what ``fetch`` sends through).
+    """
+    check_cache_url(url)
     return SharedSource(url, fetch, namespace=namespace_for(project_key, host, key_prefix),
-                        poll_interval=poll_interval, max_bytes=max_bytes)
-
-
-def connect(url: str, timeout: float = REDIS_TIMEOUT) -> redis.Redis:
-    """A Redis client that gives up quickly: short timeouts, no retries."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(NoBackoff(), 0))
-
-
-def redis_location(url: str) -> str:
-    """The Redis server named for logs: host, port and database, never a password."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.hostname or 'localhost'}:{port or 6379}{parts.path or '/0'}"
+                        poll_interval=poll_interval, max_bytes=max_bytes, on_close=on_close)
 
 
 class SharedSource:
@@ -97,12 +88,14 @@ class SharedSource:
 
     def __init__(self, url: str, fetch: Fetch, *, namespace: str, poll_interval: float,
                  max_bytes: int = DEFAULT_MAX_BYTES, redis_timeout: float = REDIS_TIMEOUT,
-                 first_load_wait: float = FIRST_LOAD_WAIT) -> None:
+                 first_load_wait: float = FIRST_LOAD_WAIT,
+                 on_close: Callable[[], None] | None = None) -> None:
         import redis
 
         self._url = url
         self._where = redis_location(url)
         self._fetch = fetch
+        self._on_close = on_close
         self._namespace = namespace
         self._interval = poll_interval
         self._max_bytes = max_bytes
@@ -135,7 +128,7 @@ class SharedSource:
         """One poll: through the shared copy, or straight to PostHog while Redis is away."""
         with self._lock:
             if self._closed:
-                return Fetched(FAILED, None, None, "the definitions source is closed")
+                return Fetched(FAILED, None, None, "closed: the definitions source is closed")
             try:
                 return self._shared_refresh()
             except self._errors as error:
@@ -143,7 +136,7 @@ class SharedSource:
                 return self._direct()
             except Exception:
                 logger.exception("flag definitions cache: the shared refresh failed")
-                return Fetched(FAILED, None, None, "the shared refresh failed")
+                return Fetched(FAILED, None, None, "unexpected error: in the shared refresh")
 
     def close(self) -> None:
         """Release the lock if this process holds it, and close the connection."""
@@ -155,6 +148,11 @@ class SharedSource:
                 self._store.release(self._token)
             with contextlib.suppress(*self._errors):
                 self._client.close()
+        if self._on_close is not None:
+            try:
+                self._on_close()
+            except Exception:
+                logger.debug("closing the definitions request's transport failed", exc_info=True)
 
     def _note_redis_down(self, error: BaseException) -> None:
         if not self._degraded:
@@ -201,6 +199,8 @@ class SharedSource:
             self._seen = state.stamp
             return self._direct()
         if state.stamp == self._seen:
+            if state.outcome in VERDICTS:  # still in force: say so, as a poll would
+                return _verdict(state.outcome)
             return Fetched(NOT_MODIFIED, None, state.etag, "shared copy unchanged")
         full = self._store.read(with_data=True)
         if full is None:
@@ -213,7 +213,7 @@ class SharedSource:
         """Take ``state`` (read with its data) as this process's definitions."""
         if state.outcome in VERDICTS:
             self._seen, self._own_etag = state.stamp, None
-            return Fetched(state.outcome, None, None, "verdict shared by another process")
+            return _verdict(state.outcome)
         data: Any = None
         if state.outcome == OK and state.data is not None and len(state.data) <= self._max_bytes:
             try:
@@ -221,7 +221,7 @@ class SharedSource:
             except ValueError:
                 data = None
         if not isinstance(data, dict):
-            return Fetched(FAILED, None, None, "the shared definitions are unreadable")
+            return Fetched(FAILED, None, None, "unreadable answer: the shared copy in Redis")
         self._seen, self._own_etag = state.stamp, state.etag
         return Fetched(UPDATED, data, state.etag, "from the shared copy")
 
@@ -281,7 +281,7 @@ class SharedSource:
             result = self._fetch(etag)
         except Exception:
             logger.exception("flag definitions cache: the definitions request failed")
-            return Fetched(FAILED, None, None, "the definitions request failed")
+            return Fetched(FAILED, None, None, "unexpected error: in the definitions request")
         if result.outcome == UPDATED:
             self._own_etag = result.etag
         elif result.outcome == NOT_MODIFIED:
@@ -289,6 +289,12 @@ class SharedSource:
         elif result.outcome in VERDICTS:
             self._own_etag = None
         return result
+
+
+def _verdict(outcome: str) -> Fetched:
+    status = 401 if outcome == UNAUTHORIZED else 402
+    return Fetched(outcome, None, None, f"HTTP {status}: as answered to the process polling "
+                                        "for all")
 
 
 def _after_fork_in_child() -> None:

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from .shared import REDIS_TIMEOUT, connect, redis_location
+from .shared_store import REDIS_TIMEOUT, connect, redis_location
 
 logger = logging.getLogger("posthog_integrations")
 

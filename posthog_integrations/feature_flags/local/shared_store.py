@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ TOO_LARGE = "too_large"
 """The holder fetched definitions larger than the bound: every process polls on its own."""
 
 Stamp = tuple[str, int]
+REDIS_TIMEOUT = 0.5
+"""Seconds a Redis connect or reply may take before a refresh polls PostHog directly."""
 
 # KEYS: lock, state. ARGV: token, lock ttl ms, state ttl ms. 1 when the caller holds the lock.
 _ACQUIRE = """
@@ -72,6 +75,28 @@ end
 redis.call('hset', KEYS[2], 'etag', ARGV[4])
 return 1
 """
+
+
+def connect(url: str, timeout: float = REDIS_TIMEOUT) -> redis.Redis:
+    """A Redis client that gives up quickly: short timeouts, no retries."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                retry=Retry(NoBackoff(), 0))
+
+
+def redis_location(url: str) -> str:
+    """The Redis server named for logs: host, port and database, never a password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or 'localhost'}:{port or 6379}{parts.path or '/0'}"
 
 
 @dataclasses.dataclass(frozen=True)

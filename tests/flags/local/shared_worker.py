@@ -1,10 +1,11 @@
-"""One worker process of the shared-cache tests: a poll loop over a :class:`SharedSource`.
+"""One worker process of the shared-cache tests: the client's definitions poller over a
+:class:`SharedSource`, as in a web server's worker.
 
 Run as ``python -m tests.flags.local.shared_worker REDIS_URL SERVER_URL INTERVAL NAMESPACE
-NAME OFFSET``. OFFSET seconds are slept once after the first refresh, so that the workers' polls
-fall at different moments of the interval, as real workers' do. After every refresh it prints
-one JSON line: its name, the outcome, whether it polled the server itself, and the flag keys it
-currently holds. The library's log goes to stderr.
+NAME OFFSET``. The worker first sleeps OFFSET seconds, so that the workers' polls fall at
+different moments of the interval, as real workers' do. Then, every third of an interval, it
+prints one JSON line: its name and the flag keys its poller currently holds (the server knows
+who polled it from the ``X-Worker`` header). The library's log goes to stderr.
 """
 
 from __future__ import annotations
@@ -14,34 +15,32 @@ import logging
 import sys
 import time
 
+from posthog_integrations.core.options import ClientOptions
+from posthog_integrations.feature_flags.local.poller import DefinitionsPoller
 from posthog_integrations.feature_flags.local.shared import SharedSource
-from posthog_integrations.feature_flags.local.source import Fetched
+from posthog_integrations.feature_flags.local.source import DefinitionsSource
+from tests.conftest import API_KEY
 from tests.flags.local.definitions_server import http_fetch
 
 
 def main(redis_url: str, server_url: str, interval: float, namespace: str, name: str,
          offset: float) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    plain = http_fetch(server_url, name)
-    polled: list[str | None] = []
+    fetch = http_fetch(server_url, name)
 
-    def fetch(etag: str | None) -> Fetched:
-        polled.append(etag)
-        return plain(etag)
+    def shared(options: ClientOptions) -> DefinitionsSource:
+        return SharedSource(redis_url, fetch, namespace=namespace,
+                            poll_interval=options.poll_interval)
 
-    source = SharedSource(redis_url, fetch, namespace=namespace, poll_interval=interval)
-    keys: list[str] = []
+    options = ClientOptions(api_key=API_KEY, host=server_url, secret_key="phx_worker",
+                            poll_interval=interval)
+    time.sleep(offset)
+    poller = DefinitionsPoller(options, factory=shared)
     while True:
-        polled.clear()
-        result = source.refresh()
-        if result.outcome == "updated" and result.data is not None:
-            keys = [flag["key"] for flag in result.data["flags"]]
-        elif result.outcome in ("unauthorized", "quota_limited"):
-            keys = []
-        print(json.dumps({"name": name, "outcome": result.outcome, "polled": bool(polled),
-                          "keys": keys}), flush=True)
-        time.sleep(interval + offset)
-        offset = 0.0
+        current = poller.current()
+        keys = sorted(current.flags) if current is not None else None
+        print(json.dumps({"name": name, "keys": keys}), flush=True)
+        time.sleep(interval / 3)
 
 
 if __name__ == "__main__":

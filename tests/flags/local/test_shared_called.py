@@ -10,8 +10,8 @@ from typing import Callable
 
 import pytest
 
-from posthog_integrations.feature_flags.local.shared import connect
 from posthog_integrations.feature_flags.local.shared_called import SharedCalledDedup
+from posthog_integrations.feature_flags.local.shared_store import connect
 from tests.flags.local.conftest import RedisServer
 
 

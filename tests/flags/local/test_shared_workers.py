@@ -1,10 +1,11 @@
 """Four real worker processes share one definitions poll per interval through a real Redis.
 
-Each worker (``shared_worker.py``) runs a poll loop every ``INTERVAL`` against a loopback
-definitions server, each at its own moment of the interval. The bound on requests comes from
-the lock: a process polls only while it holds the lock, a lock lives ``INTERVAL`` and its holder
-renews it at most once per interval, so polls are at least one interval apart and a window of k
-intervals holds at most k + 1 of them (one at each edge: the +1 slack).
+Each worker (``shared_worker.py``) runs the client's definitions poller every ``INTERVAL``
+through a shared source, against a loopback definitions server, each worker at its own moment
+of the interval. The bound on requests comes from the lock: a process polls only while it holds
+the lock, a lock lives ``INTERVAL`` and its holder renews it at most once per interval (the
+poller waits an interval after each poll), so polls are at least one interval apart and a
+window of k intervals holds at most k + 1 of them (one at each edge: the +1 slack).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import IO, Any, Callable
 
 import pytest
 
-from posthog_integrations.feature_flags.local.shared import connect
+from posthog_integrations.feature_flags.local.shared_store import connect
 from tests.flags.local.conftest import RedisServer
 from tests.flags.local.definitions_server import DefinitionsServer, definitions
 
@@ -125,10 +126,6 @@ def test_four_workers_make_one_poll_per_interval_and_all_follow_a_change(
 
     server.set_definitions(definitions("flag-v2"))
     wait_for(all_hold(workers, ["flag-v2"]), "every worker to hold the new definitions")
-    fetched_by = {arrival.worker for arrival in server.arrivals}
-    polled_themselves = {worker.name for worker in workers
-                         if any(report["polled"] for report in worker.reports)}
-    assert fetched_by == polled_themselves  # the reports tell who polled, and it is only that
     assert all(not worker.log_lines("flag definitions cache") for worker in workers)
 
 
