@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from posthog_integrations.core.transport import Transport
 from posthog_integrations.feature_flags.local.fetch import fetch_definitions
 from posthog_integrations.feature_flags.local.shared import (
     SharedSource,
+    check_cache_url,
     make_shared_source,
     namespace_for,
 )
@@ -182,12 +184,16 @@ def test_definitions_over_the_bound_are_not_stored_and_each_process_polls(
 
 def test_keys_are_a_hash_of_the_project_and_secrets_stay_out(
         redis_server: RedisServer, server: DefinitionsServer) -> None:
+    closed: list[bool] = []
     source = make_shared_source(redis_server.url, http_fetch(server.url), project_key=API_KEY,
-                                poll_interval=INTERVAL, host=server.url)
+                                poll_interval=INTERVAL, host=server.url,
+                                on_close=lambda: closed.append(True))
     try:
         assert flag_keys(source.refresh()) == ["flag-v1"]
     finally:
         source.close()
+    source.close()
+    assert closed == [True]  # the fetch's transport is closed once
     prefix = namespace_for(API_KEY, server.url)
     client = connect(redis_server.url)
     keys = [key.decode() for key in client.scan_iter(match=f"{prefix}:*")]
@@ -215,10 +221,17 @@ def test_a_password_in_the_url_never_reaches_a_log_line_or_repr(
         closed_port.close()
 
 
-def test_a_bad_cache_url_is_a_configuration_error(server: DefinitionsServer) -> None:
-    with pytest.raises(ValueError, match="redis://"):
-        make_shared_source("http://127.0.0.1:6379", http_fetch(server.url), project_key=API_KEY,
-                           poll_interval=INTERVAL)
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "", None])
+def test_a_bad_cache_url_is_a_configuration_error(url: Any) -> None:
+    with pytest.raises(ValueError, match="must be a redis://, rediss:// or unix:// URL"):
+        check_cache_url(url)
+
+
+def test_a_cache_url_without_the_redis_package_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"posthog-integrations\[redis\]"):
+        check_cache_url("redis://127.0.0.1:6379/0")
 
 
 def test_redis_down_means_polling_directly_logged_once_then_back_to_shared(
