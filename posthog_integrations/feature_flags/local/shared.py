@@ -104,6 +104,7 @@ class SharedSource:
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._degraded = False
         self._closed = False
+        self._closing = threading.Lock()
         self._start()
         _live_sources.add(self)
 
@@ -132,22 +133,35 @@ class SharedSource:
             try:
                 return self._shared_refresh()
             except self._errors as error:
+                if self.closed:  # close() cut this poll short
+                    return Fetched(FAILED, None, None, "closed: the definitions source is closed")
                 self._note_redis_down(error)
                 return self._direct()
             except Exception:
                 logger.exception("flag definitions cache: the shared refresh failed")
                 return Fetched(FAILED, None, None, "unexpected error: in the shared refresh")
+            finally:
+                if self.closed:  # closed during this poll, which may have reconnected
+                    with contextlib.suppress(*self._errors):
+                        self._client.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
-        """Release the lock if this process holds it, and close the connection."""
-        with self._lock:
+        """Release the lock if this process holds it, and close the connection.
+
+        It does not wait for a poll in flight (that one's answer is not stored).
+        """
+        with self._closing:
             if self._closed:
                 return
             self._closed = True
-            with contextlib.suppress(*self._errors):
-                self._store.release(self._token)
-            with contextlib.suppress(*self._errors):
-                self._client.close()
+        with contextlib.suppress(*self._errors):
+            self._store.release(self._token)
+        with contextlib.suppress(*self._errors):
+            self._client.close()
         if self._on_close is not None:
             try:
                 self._on_close()
@@ -155,7 +169,7 @@ class SharedSource:
                 logger.debug("closing the definitions request's transport failed", exc_info=True)
 
     def _note_redis_down(self, error: BaseException) -> None:
-        if not self._degraded:
+        if not self._degraded and not self._closed:
             self._degraded = True
             logger.warning("flag definitions cache: Redis at %s does not answer (%s); this "
                            "process polls PostHog itself until it does", self._where,

@@ -401,3 +401,33 @@ def test_a_missing_redis_server_fails_where_redis_is_required(
     monkeypatch.setattr(redis_conftest, "REQUIRE_REDIS", False)
     with pytest.raises(pytest.skip.Exception, match="redis-server is not installed"):
         redis_conftest.redis_server_executable()
+
+
+def test_close_does_not_wait_for_a_poll_in_flight(
+        redis_server: RedisServer, server: DefinitionsServer, namespace: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    entered, release = threading.Event(), threading.Event()
+    plain = http_fetch(server.url)
+
+    def stuck_fetch(etag: str | None) -> Fetched:
+        entered.set()
+        release.wait(30)
+        return plain(etag)
+
+    source = SharedSource(redis_server.url, stuck_fetch, namespace=namespace,
+                          poll_interval=30.0)
+    poll = threading.Thread(target=source.refresh)
+    poll.start()
+    try:
+        assert entered.wait(10)
+        closing = threading.Thread(target=source.close)
+        closing.start()
+        closing.join(10)
+        assert not closing.is_alive()  # returned while the poll is still blocked
+        client = connect(redis_server.url)
+        assert client.get(f"{namespace}:lock") is None  # and gave the lock up
+        client.close()
+    finally:
+        release.set()
+        poll.join(10)
+    assert not cache_warnings(caplog)  # a poll cut short by close() is no Redis outage
