@@ -156,10 +156,12 @@ class DefinitionsPoller:
             if source is None:
                 source = self._factory(self._options)
                 with self._changed:
-                    if self._closed:
-                        source.close()
-                        return
-                    self._source = source
+                    closed = self._closed
+                    if not closed:
+                        self._source = source
+                if closed:  # stop() came first: it could not close this one
+                    source.close()
+                    return
             fetched = source.refresh()
         except Exception as error:  # a source must not raise; if one does, the poller lives on
             logger.debug("the flag definitions source raised", exc_info=True)

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from posthog_integrations import Client, ClientOptions, ConfigurationError
+from posthog_integrations.__main__ import main
 from posthog_integrations.core.options import MIN_POLL_INTERVAL
+from posthog_integrations.sink import LocalSink
 
 SECRET = "phx_options_secret_0123456789abcdef"
 OTHER_SECRET = "phs_options_other_secret_9876543210"
@@ -101,3 +103,16 @@ def test_flask_and_django_style_settings_accept_both_names() -> None:
         assert extension.client.options.poll_interval == 5.0
     finally:
         extension.client.shutdown(timeout=1)
+
+
+def test_the_check_command_never_prints_the_secret_key(
+    sink: LocalSink, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("POSTHOG_DEBUG", "POSTHOG_DISABLED", "DJANGO_SETTINGS_MODULE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POSTHOG_API_KEY", "phc_check_with_a_secret_0123456789")
+    monkeypatch.setenv("POSTHOG_HOST", sink.url)
+    monkeypatch.setenv("POSTHOG_SECRET_KEY", SECRET)
+    assert main(["check"]) == 0
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
