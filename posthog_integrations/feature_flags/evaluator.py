@@ -28,7 +28,7 @@ from .local.poller import DefinitionsPoller
 from .local_records import decide_locally
 from .records import FlagRecord, FlagResponse, FlagValue
 from .remote import FlagsFailure, FlagsRequest, fetch_flags
-from .request_inputs import request_flag_inputs
+from .request_inputs import FlagInputs, request_flag_inputs
 from .snapshot import FlagSnapshot
 
 logger = logging.getLogger("posthog_integrations")
@@ -116,7 +116,7 @@ class FlagEvaluator:
         group_keys = self._mapping(groups, "groups")
         person_props = self._mapping(person_properties, "person_properties")
         if person is not None:
-            from_request = request_flag_inputs(person)
+            from_request = self._request_inputs(person)
             if from_request is not None:
                 group_keys = {**from_request.groups, **group_keys}
                 person_props = {**from_request.person_properties, **person_props}
@@ -234,6 +234,16 @@ class FlagEvaluator:
         # The context's user, looked up now if the adapter left it lazy (a logged-in user wins
         # over the browser's header).
         return person if person is not None else get_context_distinct_id()
+
+    def _request_inputs(self, person: str) -> FlagInputs | None:
+        """The current request's flag groups and person properties; None when it has none or
+        reading them failed (logged: the flags are evaluated without them)."""
+        try:
+            return request_flag_inputs(person)
+        except Exception:
+            self._log_once("request_inputs", "the request's flag groups and person properties "
+                           "could not be read; flags are evaluated without them", exc_info=True)
+            return None
 
     def _mapping(self, value: Any, name: str) -> dict[str, Any]:
         if value is None:
