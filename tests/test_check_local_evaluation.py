@@ -116,3 +116,23 @@ def test_without_a_secret_key_no_definitions_are_asked_for(
     assert line.startswith("ok")
     assert "no secret key" in line
     assert definitions_polls(sink) == 0
+
+
+@pytest.mark.usefixtures("environ")
+def test_the_flask_command_reads_the_secret_key_from_app_config(
+        sink: LocalSink) -> None:
+    from flask import Flask
+
+    from posthog_integrations.flask import PostHog
+
+    app = Flask(__name__)
+    app.config.update(POSTHOG_API_KEY=KEY, POSTHOG_HOST=sink.url, POSTHOG_SECRET_KEY=SECRET)
+    extension = PostHog(app)
+    try:
+        result = app.test_cli_runner().invoke(args=["posthog", "check"])
+    finally:
+        extension.client.shutdown(timeout=2)
+    assert result.exit_code == 0, result.output
+    assert "ok   local evaluation: 4 flags, 2 evaluated locally" in result.output
+    assert SECRET not in result.output
+    assert definitions_polls(sink) == 1
