@@ -74,7 +74,7 @@ def realistic_definitions(released: int = 0) -> dict[str, Any]:
             "property_matching_version": 1}
 
 
-def _official_client(data: dict[str, Any]) -> Any:
+def official_client(data: dict[str, Any]) -> Any:
     import posthog
 
     client = posthog.Posthog("phc_bench", secret_key="phs_unused", host="http://127.0.0.1:9",
@@ -97,7 +97,7 @@ def _snapshot_us(data: dict[str, Any]) -> tuple[float, float]:
     ours = evaluate_locally(definitions, **PERSON)
     if len(ours) != 50 or not all(isinstance(result, Decided) for result in ours.values()):
         raise RuntimeError(f"every flag should be decided locally: {ours}")
-    client = _official_client(data)
+    client = official_client(data)
     theirs = client.get_all_flags_and_payloads(**PERSON, only_evaluate_locally=True)
     if theirs["featureFlags"] != {key: getattr(result, "value", None)
                                   for key, result in ours.items()}:
@@ -114,7 +114,7 @@ def measure() -> dict[str, float]:
     """µs per call: ours and official, one flag and the two 50-flag snapshots."""
     data = realistic_definitions()
     definitions = parse_definitions(data)
-    client = _official_client(data)
+    client = official_client(data)
     warnings.simplefilter("ignore", DeprecationWarning)  # get_feature_flag is deprecated
 
     def official_one() -> Any:

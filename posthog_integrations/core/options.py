@@ -68,6 +68,7 @@ class ClientOptions:
     feature_flags_request_max_retries: int = 1
     secret_key: str = dataclasses.field(default="", repr=False)
     poll_interval: float = 30.0
+    flag_definitions_cache: str | None = None
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -123,6 +124,8 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         found["host"] = environ["POSTHOG_HOST"]
     if environ.get("POSTHOG_SECRET_KEY"):
         found["secret_key"] = environ["POSTHOG_SECRET_KEY"]
+    if environ.get("POSTHOG_FLAG_DEFINITIONS_CACHE"):
+        found["flag_definitions_cache"] = environ["POSTHOG_FLAG_DEFINITIONS_CACHE"].strip()
     for name in ("debug", "disabled"):
         variable = f"POSTHOG_{name.upper()}"
         if variable in environ:
@@ -216,6 +219,8 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
         if out["poll_interval"] < MIN_POLL_INTERVAL:
             raise ConfigurationError(f"poll_interval must be at least {MIN_POLL_INTERVAL:g} "
                                      f"seconds, got {out['poll_interval']:g}")
+    if "flag_definitions_cache" in out:
+        out["flag_definitions_cache"] = _cache_url(out["flag_definitions_cache"])
     if "host" in out:
         if not isinstance(out["host"], str):
             raise ConfigurationError(f"host must be a string, got {shown(out['host'])}")
@@ -233,6 +238,19 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     if "flag_defaults" in out:
         out["flag_defaults"] = _flag_defaults(out["flag_defaults"])
     return out
+
+
+def _cache_url(value: Any) -> str:
+    """A Redis URL the shared definitions cache can use here (the `redis` extra installed)."""
+    from posthog_integrations.feature_flags.local.shared import check_cache_url
+
+    try:
+        check_cache_url(value)
+    except ValueError as error:
+        # A URL may hold a password: the message shows only its scheme.
+        raise ConfigurationError(str(error)) from None
+    url: str = value
+    return url
 
 
 def _flag_defaults(value: Any) -> Mapping[str, Any]:

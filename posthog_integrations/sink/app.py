@@ -17,6 +17,7 @@ from werkzeug.wrappers import Request, Response
 from .api import clear_events, error_response, json_response, list_events, viewer_page
 from .body import BadRequest, PayloadTooLarge, decode_body, read_body
 from .definitions import DEFINITIONS_PATH, DefinitionsFile, definitions_answer
+from .evaluated import evaluated_answer
 from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
 from .store import EventStore
@@ -111,9 +112,10 @@ class SinkApp:
     """The sink's WSGI callable.
 
     Accepted events go to ``store``; ``on_stored(events, endpoint)`` is called after each add.
-    ``/flags`` is answered from ``flags`` (no flags when None), ``GET /flags/definitions`` from
-    ``definitions`` (see :mod:`posthog_integrations.sink.definitions`). Capture requests are
-    answered ``respond`` (an error status) when it is given and no scripted answer is queued;
+    ``/flags`` is answered from ``flags`` (no flags when None), or by evaluating the
+    definitions when some were given; ``GET /flags/definitions`` from ``definitions`` (see
+    :mod:`posthog_integrations.sink.definitions`). Capture requests are answered ``respond``
+    (an error status) when it is given and no scripted answer is queued;
     ``on_responded(status, event_count, endpoint)`` is called for each.
     """
 
@@ -358,7 +360,10 @@ class SinkApp:
             raw = read_body(request)
             body = decode_body(raw, compressed)
             key = key_of(body) if isinstance(body, dict) else None
-            answer = flags_answer(self.flags.current(), flags_request(body))
+            if self.definitions.given:
+                answer = evaluated_answer(self.definitions.current().definitions, body)
+            else:
+                answer = flags_answer(self.flags.current(), flags_request(body))
         except BadRequest as exc:
             failure = error_response(400, "validation_error", "invalid_payload", str(exc))
         except MissingKey as exc:

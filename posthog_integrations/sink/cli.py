@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--definitions",
         metavar="FILE",
         help="JSON file of flag definitions to answer /flags/definitions with, for local"
-             " evaluation (re-read when it changes)",
+             " evaluation, and to evaluate /flags from, as PostHog would (re-read when it"
+             " changes; not with --flags)",
     )
     parser.add_argument(
         "--respond",

@@ -23,13 +23,13 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from werkzeug.wrappers import Request, Response
 
-from posthog_integrations.feature_flags.local.definitions import parse_definitions
+from posthog_integrations.feature_flags.local.definitions import FlagDefinitions, parse_definitions
 
 from .api import error_response
 from .flags import MAX_FLAGS_FILE_BYTES, file_stamp
@@ -51,6 +51,7 @@ class PublishedDefinitions:
     body: bytes
     etag: str
     flag_count: int
+    definitions: FlagDefinitions = field(compare=False, repr=False)
 
     def summary(self) -> str:
         return f"{self.flag_count} flag definition" + ("" if self.flag_count == 1 else "s")
@@ -61,7 +62,7 @@ def publish(data: Any) -> PublishedDefinitions:
     definitions = parse_definitions(data)
     body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
     return PublishedDefinitions(body, hashlib.sha256(body).hexdigest()[:32],
-                                len(definitions.flags))
+                                len(definitions.flags), definitions)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -99,6 +100,7 @@ class DefinitionsFile:
     def __init__(self, definitions: DefinitionsSetting = None) -> None:
         self._lock = threading.Lock()
         self.path: Path | None = None
+        self.given = definitions is not None  # then /flags is evaluated from them
         self._stamp: tuple[int, ...] | None = None
         if definitions is None or not isinstance(definitions, (str, os.PathLike)):
             self._published = publish(_EMPTY if definitions is None else definitions)

@@ -100,7 +100,10 @@ class LocalSink:
 
     ``GET /flags/definitions`` answers, for local evaluation, from ``definitions``: a path to a
     definitions file (re-read when it changes) or a mapping in PostHog's format (see
-    :mod:`posthog_integrations.sink.definitions`), with an ETag; without it, no flag.
+    :mod:`posthog_integrations.sink.definitions`), with an ETag; without it, no flag. Given
+    definitions, ``POST /flags`` evaluates them for the request's person and groups with the
+    library's local engine (see :mod:`posthog_integrations.sink.evaluated`), so ``flags`` and
+    ``definitions`` are not given together.
     """
 
     def __init__(
@@ -118,6 +121,9 @@ class LocalSink:
         definitions: DefinitionsSetting = None,
     ) -> None:
         # First: a bad configuration opens no database.
+        if flags is not None and definitions is not None:
+            raise ValueError("give flags (--flags) or definitions (--definitions), not both: "
+                             "with definitions, /flags evaluates them as PostHog would")
         self.flags = FlagSource(flags)
         self.definitions = DefinitionsFile(definitions)
         check_respond(respond)
@@ -305,7 +311,8 @@ def serve(
         if sink.definitions.path is not None:
             print(
                 f"  flag definitions from {sink.definitions.path}"
-                f" ({sink.definitions.current().summary()}); edits apply without a restart"
+                f" ({sink.definitions.current().summary()}), served at /flags/definitions and"
+                " evaluated at /flags; edits apply without a restart"
             )
         if respond is not None:
             print(f"  answers every capture request with {respond} and stores nothing (--respond)")

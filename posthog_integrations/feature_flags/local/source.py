@@ -69,5 +69,23 @@ class DirectSource:
 
 
 def source_for(options: ClientOptions) -> DefinitionsSource:
-    """The source a client with ``options`` polls: PostHog directly."""
-    return DirectSource(options)
+    """The source a client with ``options`` polls: the copy shared through Redis when
+    ``flag_definitions_cache`` is set, else PostHog directly."""
+    if not options.flag_definitions_cache:
+        return DirectSource(options)
+    from .shared import make_shared_source  # needs the optional `redis` package
+
+    transport = Transport(options.host, options.api_key, timeout=options.timeout, gzip=False)
+
+    def fetch(etag: str | None) -> Fetched:
+        return fetch_definitions(transport, project_key=options.api_key,
+                                 secret_key=options.secret_key, etag=etag)
+
+    try:
+        return make_shared_source(options.flag_definitions_cache, fetch,
+                                  project_key=options.api_key,
+                                  poll_interval=options.poll_interval, host=options.host,
+                                  on_close=transport.close)
+    except BaseException:
+        transport.close()
+        raise
