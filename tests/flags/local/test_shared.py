@@ -261,6 +261,7 @@ def test_redis_down_means_polling_directly_logged_once_then_back_to_shared(
 
 def test_a_redis_that_never_answers_costs_one_short_timeout_and_no_retry(
         server: DefinitionsServer, make_source: Callable[..., SharedSource]) -> None:
+    pytest.importorskip("redis", reason="the redis package is not installed (the `redis` extra)")
     silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # connects, never replies
     port = silent.getsockname()[1]
     source = make_source(f"redis://127.0.0.1:{port}/0", http_fetch(server.url), redis_timeout=0.2)
