@@ -205,6 +205,7 @@ def test_keys_are_a_hash_of_the_project_and_secrets_stay_out(
 
 def test_a_password_in_the_url_never_reaches_a_log_line_or_repr(
         server: DefinitionsServer, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("redis", reason="the redis package is not installed (the `redis` extra)")
     closed_port = socket.socket()
     closed_port.bind(("127.0.0.1", 0))
     port = closed_port.getsockname()[1]
