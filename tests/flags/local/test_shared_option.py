@@ -29,6 +29,7 @@ def definitions_polls(sink: LocalSink) -> int:
 
 def test_the_option_defaults_to_none_and_comes_from_the_environment() -> None:
     assert ClientOptions.resolve({}, environ={}).flag_definitions_cache is None
+    pytest.importorskip("redis", reason="the redis package is not installed (the `redis` extra)")
     environ = {"POSTHOG_FLAG_DEFINITIONS_CACHE": "redis://127.0.0.1:6379/2"}
     assert ClientOptions.resolve({}, environ=environ).flag_definitions_cache == \
         "redis://127.0.0.1:6379/2"
