@@ -360,7 +360,8 @@ class SinkApp:
             raw = read_body(request)
             body = decode_body(raw, compressed)
             key = key_of(body) if isinstance(body, dict) else None
-            if self.definitions.given:
+            # Flags given too stand for what only PostHog knows (static cohorts, say).
+            if self.definitions.given and not self.flags.given:
                 answer = evaluated_answer(self.definitions.current().definitions, body)
             else:
                 answer = flags_answer(self.flags.current(), flags_request(body))

@@ -200,6 +200,7 @@ class FlagSource:
         self._published: dict[str, PublishedFlag] = {}
         self.path: Path | None = None
         self._stamp: tuple[int, ...] | None = None
+        self.given = flags is not None  # then /flags answers from them, definitions or not
         if flags is None:
             return
         if not isinstance(flags, (str, os.PathLike)):

@@ -121,9 +121,6 @@ class LocalSink:
         definitions: DefinitionsSetting = None,
     ) -> None:
         # First: a bad configuration opens no database.
-        if flags is not None and definitions is not None:
-            raise ValueError("give flags (--flags) or definitions (--definitions), not both: "
-                             "with definitions, /flags evaluates them as PostHog would")
         self.flags = FlagSource(flags)
         self.definitions = DefinitionsFile(definitions)
         check_respond(respond)

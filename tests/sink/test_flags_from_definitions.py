@@ -109,9 +109,14 @@ def test_a_client_reads_the_evaluated_values(sink: LocalSink) -> None:
         client.shutdown(timeout=2)
 
 
-def test_flags_and_definitions_together_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"flags.*definitions"):
-        LocalSink(flags={"flags": {"beta": True}}, definitions=DEFINITIONS)
+def test_with_flags_too_flags_answer_what_only_posthog_knows() -> None:
+    with LocalSink(flags={"flags": {"beta": True}}, definitions=DEFINITIONS) as sink:
+        answer = requests.post(f"{sink.url}/flags?v=2", json={
+            "token": KEY, "distinct_id": "u", "flag_keys_to_evaluate": ["beta"]}, timeout=5)
+        definitions = requests.get(f"{sink.url}/flags/definitions?token={KEY}&send_cohorts",
+                                   headers={"Authorization": "Bearer phs_secret"}, timeout=5)
+    assert answer.json()["flags"]["beta"]["enabled"] is True
+    assert "pro-plan" in [flag["key"] for flag in definitions.json()["flags"]]
 
 
 def test_the_command_answers_flags_from_a_definitions_file(tmp_path: Path) -> None:
@@ -132,18 +137,3 @@ def test_the_command_answers_flags_from_a_definitions_file(tmp_path: Path) -> No
     finally:
         proc.kill()
         proc.communicate(timeout=SHUTDOWN_TIMEOUT)
-
-
-def test_the_command_refuses_flags_and_definitions_together(tmp_path: Path) -> None:
-    definitions, flags = tmp_path / "definitions.json", tmp_path / "flags.json"
-    write_definitions(definitions, DEFINITIONS)
-    flags.write_text('{"flags": {"beta": true}}')
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", SINK_CLI, "--port", "0", "--db", ":memory:",
-         "--definitions", str(definitions), "--flags", str(flags)],
-        capture_output=True, text=True, env=env, timeout=SHUTDOWN_TIMEOUT)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "--flags" in proc.stderr
-    assert "--definitions" in proc.stderr
-    assert "Traceback" not in proc.stderr
