@@ -31,6 +31,7 @@ from .django_requests import DJANGO_BENCHMARKS
 from .endpoint import Endpoint, EndpointError
 from .flags import FLAGS_BENCHMARKS
 from .flask_requests import FLASK_BENCHMARKS
+from .local_flags import LOCAL_BENCHMARKS
 from .memory import MEMORY_BENCHMARKS
 from .readme import README, update_readme
 from .report import (
@@ -46,7 +47,7 @@ from .variants import MAX_QUEUE_SIZE, available_variants
 from .web import WEB_BENCHMARKS
 
 BENCHMARKS = (*CORE_BENCHMARKS, *BURST_BENCHMARKS, *MEMORY_BENCHMARKS, *WEB_BENCHMARKS,
-              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS, *FLAGS_BENCHMARKS)
+              *DJANGO_BENCHMARKS, *FLASK_BENCHMARKS, *FLAGS_BENCHMARKS, *LOCAL_BENCHMARKS)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
                              "exception, capture, delivery, burst, memory, asgi, django, flask, "
-                             "flags (or a single benchmark such as capture_10, asgi_server, "
+                             "flags, local (or a single benchmark such as capture_10, asgi_server, "
                              "flask_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="also write the JSON results to PATH")

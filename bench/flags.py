@@ -37,7 +37,7 @@ from .web import time_asgi_requests
 if TYPE_CHECKING:
     from starlette.responses import PlainTextResponse
 
-__all__ = ["FLAGS_BENCHMARKS", "read_flags_ours"]
+__all__ = ["FLAGS_BENCHMARKS", "official_context_middleware", "read_flags_ours"]
 
 FLAG_COUNT = len(BENCH_FLAGS["flags"])
 FLAGS_EVENT = "flags bench event"
@@ -125,7 +125,6 @@ def _ours_app(client: Any) -> Any:
 
 
 def _official_app(client: Any) -> Any:
-    import posthog
     from starlette.requests import Request
 
     async def item(request: Request) -> PlainTextResponse:
@@ -133,6 +132,15 @@ def _official_app(client: Any) -> Any:
         variant = snapshot.get_flag(READ_FLAG)
         client.capture(FLAGS_EVENT, flags=snapshot)
         return _answer(request, variant)
+
+    return build_starlette_app(None, None, item,
+                               middleware_class=official_context_middleware(client))
+
+
+def official_context_middleware(client: Any) -> Any:
+    """An ASGI middleware giving each request an official context for ``client``, its distinct
+    id from X-POSTHOG-DISTINCT-ID (what our middleware reads)."""
+    import posthog
 
     class OfficialContextMiddleware:
         """The request's official context, its distinct id from X-POSTHOG-DISTINCT-ID."""
@@ -151,7 +159,7 @@ def _official_app(client: Any) -> Any:
                     posthog.identify_context(distinct_id)
                 await self.app(scope, receive, send)
 
-    return build_starlette_app(None, None, item, middleware_class=OfficialContextMiddleware)
+    return OfficialContextMiddleware
 
 
 def _answer(request: Any, variant: Any) -> PlainTextResponse:

@@ -130,6 +130,18 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
                     "Starlette request with flags: CPU of the app's process [µs; median (min-max)]",
                     True, 2.0, "", "rounds", 1, floor_metric="bare_cpu_us",
                     target_vs_official=True))
+    rows.append(Row("local_1_flag", "median_us",
+                    "local evaluation, one flag [µs/call; median (p10-p90)]",
+                    True, 3.0, "", "samples", 2, target_vs_official=True))
+    rows.append(Row("local_50_flags", "median_us",
+                    "local evaluation, 50-flag snapshot [µs/call; median (p10-p90)]",
+                    True, 50.0, "", "samples", 1))
+    rows.append(Row("local_flags_request", "median_us",
+                    "Starlette request reading 5 local flags [µs; median (p10-p90)]",
+                    True, None, "", "samples", 1, floor_metric="bare_us"))
+    rows.append(Row("local_flags_request", "ratio_to_bare",
+                    "Starlette request reading 5 local flags [x bare]", True, None, "",
+                    "rounds", 2))
     rows.append(Row("flask", "median_us", "Flask request through WSGI [µs; median (p10-p90)]",
                     True, None, "", "samples", 1, floor_metric="bare_us"))
     rows.append(Row("flask", "ratio_to_bare", "Flask request through WSGI [x bare]", True, 1.15,

@@ -46,12 +46,12 @@ from .feature_flags import FlagSnapshot
 __version__ = VERSION
 __all__ = [
     "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "FlagSnapshot",
-    "Posthog", "aevaluate_flags", "aflags", "alias", "api_key", "capture", "capture_exception",
-    "configure", "debug", "disabled", "evaluate_flags", "feature_enabled", "flags", "flush",
-    "get_all_flags", "get_client", "get_context_distinct_id", "get_context_session_id",
-    "get_feature_flag", "get_feature_flag_payload", "get_tags", "group_identify", "host",
-    "identify_context", "new_context", "scoped", "set", "set_context_session", "set_once",
-    "shutdown", "stats", "sync_mode", "tag",
+    "Posthog", "aevaluate_flags", "aflags", "alias", "aload_flags", "api_key", "capture",
+    "capture_exception", "configure", "debug", "disabled", "evaluate_flags", "feature_enabled",
+    "flags", "flush", "get_all_flags", "get_client", "get_context_distinct_id",
+    "get_context_session_id", "get_feature_flag", "get_feature_flag_payload", "get_tags",
+    "group_identify", "host", "identify_context", "load_flags", "new_context", "scoped", "set",
+    "set_context_session", "set_once", "shutdown", "stats", "sync_mode", "tag",
 ]
 
 api_key: str | None
@@ -145,6 +145,16 @@ def flags() -> FlagSnapshot:
 async def aflags() -> FlagSnapshot:
     """:func:`flags` without blocking the event loop; it fills the same per-context cache."""
     return await _routed_client().aflags()
+
+
+def load_flags(timeout: float | None = None) -> bool:
+    """Load the flag definitions for local evaluation now (see :meth:`Client.load_flags`)."""
+    return _routed_client().load_flags(timeout)
+
+
+async def aload_flags(timeout: float | None = None) -> bool:
+    """:func:`load_flags` without blocking the event loop."""
+    return await _routed_client().aload_flags(timeout)
 
 
 def feature_enabled(

@@ -3,7 +3,11 @@
 settings, then :func:`run_check_command` sends one test event and reports, one line each, the
 settings, the delivery and the hazards the environment shows.
 
-Exit status: 0 when the test event was delivered; 1 when sending was tried and failed; 2 when
+With a secret key the report also says how many flags are evaluated locally and lists those
+that are not (:mod:`posthog_integrations.check_local`).
+
+Exit status: 0 when the test event was delivered (and, given a secret key, the flag definitions
+loaded); 1 when sending was tried and failed, or the definitions did not load; 2 when
 nothing could be tried: bad arguments, settings that do not load or are invalid, no API key,
 PostHog disabled, or ``send`` False.
 """
@@ -22,13 +26,15 @@ from typing import Any, Callable
 from .check import run_check
 from .check_findings import Finding, can_send, delivery_findings, mask_key, settings_findings
 from .check_hazards import runtime_findings
+from .check_local import local_evaluation_findings
 from .core.options import ClientOptions, ConfigurationError, positive_seconds
 from .core.runtime import uwsgi_options
 
 DELIVERED, NOT_DELIVERED, UNUSABLE = 0, 1, 2
 DEFAULT_TIMEOUT = 10.0
 EXIT_STATUS_HELP = (
-    "exit status: 0 the test event was delivered; 1 sending it failed; 2 nothing could be sent "
+    "exit status: 0 the test event was delivered; 1 sending it failed, or (given a secret key) "
+    "the flag definitions did not load; 2 nothing could be sent "
     "(bad arguments, settings that do not load or are invalid, no API key, PostHog disabled, "
     "send=False)"
 )
@@ -76,6 +82,7 @@ def _check(load_settings: Callable[[], AppSettings], timeout: float, printer: _P
         printer.error(f"PostHog check failed: {error}")
         return UNUSABLE
     printer.secret = options.api_key or printer.secret
+    printer.also_hidden = options.secret_key
     printer.say(f"PostHog check with the settings of {settings.source}")
     printer.show([*settings.notes, *settings_findings(options)])
     hazards = runtime_findings(options, os.environ, sys.argv, uwsgi_options())
@@ -84,9 +91,16 @@ def _check(load_settings: Callable[[], AppSettings], timeout: float, printer: _P
         printer.say("PostHog check failed: nothing was sent (see FAIL above)")
         return UNUSABLE
     result = run_check(settings.client_options, timeout=timeout)
-    printer.show([*delivery_findings(result), *hazards])
-    printer.say(f"PostHog check {'passed' if result.ok else 'failed'}: {result.message}")
-    return DELIVERED if result.ok else NOT_DELIVERED
+    local = local_evaluation_findings(options, timeout=timeout)
+    printer.show([*delivery_findings(result), *local, *hazards])
+    if not result.ok:
+        printer.say(f"PostHog check failed: {result.message}")
+        return NOT_DELIVERED
+    if any(finding.level == "FAIL" for finding in local):
+        printer.say("PostHog check failed: the flag definitions did not load (see FAIL above)")
+        return NOT_DELIVERED
+    printer.say(f"PostHog check passed: {result.message}")
+    return DELIVERED
 
 
 @contextlib.contextmanager
@@ -121,6 +135,7 @@ class _Printer:
         self._out = out
         self._err = err
         self.secret = secret
+        self.also_hidden = ""  # the secret key: never shown, not even masked
 
     def say(self, text: str) -> None:
         self._out(self._redacted(text))
@@ -133,6 +148,8 @@ class _Printer:
             self.say(finding.render())
 
     def _redacted(self, text: str) -> str:
+        if len(self.also_hidden) >= _MIN_REDACTED_LENGTH:
+            text = text.replace(self.also_hidden, "<secret key>")
         if len(self.secret) < _MIN_REDACTED_LENGTH:
             return text
         return text.replace(self.secret, mask_key(self.secret))

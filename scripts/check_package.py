@@ -27,6 +27,7 @@ IMPORTS = {
     "django": ["posthog_integrations.django", "posthog_integrations.django.middleware"],
     "flask": ["posthog_integrations.flask"],
     "sink": ["posthog_integrations.sink"],
+    "redis": ["redis", "posthog_integrations.feature_flags.local.shared"],
     "all": ["posthog_integrations.django", "posthog_integrations.flask",
             "posthog_integrations.sink", "posthog_integrations.demo"],
 }
@@ -63,6 +64,9 @@ def main() -> int:
             _check_imports(python, extra, work)
             if extra == "":
                 _check_sink_needs_its_extra(python, work)
+                _check_cache_needs_its_extra(python, work, present=False)
+            if extra == "redis":
+                _check_cache_needs_its_extra(python, work, present=True)
             if extra == "all":
                 _run([str(python), "-m", "posthog_integrations", "demo",
                       "--examples", str(ROOT / "example_projects")], cwd=work)
@@ -164,6 +168,25 @@ def _check_sink_needs_its_extra(python: Path, work: Path) -> None:
                             capture_output=True, text=True, check=False)
     if result.returncode != 2 or "posthog-integrations[sink]" not in result.stderr:
         raise SystemExit(f"sink without werkzeug: {result.returncode} {result.stderr}")
+
+
+def _check_cache_needs_its_extra(python: Path, work: Path, *, present: bool) -> None:
+    """A client given ``flag_definitions_cache`` is built with the redis extra, and without it
+    fails at construction with an error that names the extra."""
+    code = ("from posthog_integrations import Client, ConfigurationError\n"
+            "try:\n"
+            "    Client('phc_check', secret_key='phx_check', send=False,\n"
+            "           flag_definitions_cache='redis://127.0.0.1:6379/0').shutdown()\n"
+            "except ConfigurationError as error:\n"
+            "    print(error)\n"
+            "else:\n"
+            "    print('built')\n")
+    said = _run([str(python), "-c", code], cwd=work).strip()
+    expected = "built" if present else "posthog-integrations[redis]"
+    if expected not in said:
+        raise SystemExit(f"flag_definitions_cache {'with' if present else 'without'} the redis "
+                         f"extra: {said}")
+    print(f"flag_definitions_cache {'works with' if present else 'names'} the redis extra")
 
 
 if __name__ == "__main__":

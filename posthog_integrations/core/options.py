@@ -21,6 +21,9 @@ _HOST_ALIASES = {
     "https://us.posthog.com": DEFAULT_HOST,
     "https://eu.posthog.com": EU_HOST,
 }
+MIN_POLL_INTERVAL = 0.1  # below this a poller would do little but poll (each poll is billed)
+# Other names an option is accepted under: the official package's name for the secret key.
+ALIASES = {"personal_api_key": "secret_key"}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -63,10 +66,14 @@ class ClientOptions:
     flags_timeout: float = 3.0
     flag_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     feature_flags_request_max_retries: int = 1
+    secret_key: str = dataclasses.field(default="", repr=False)
+    poll_interval: float = 30.0
+    flag_definitions_cache: str | None = None
 
     @classmethod
     def names(cls) -> frozenset[str]:
-        return frozenset(field.name for field in dataclasses.fields(cls))
+        """Every option's name, and the aliases accepted for some (``personal_api_key``)."""
+        return frozenset(field.name for field in dataclasses.fields(cls)) | frozenset(ALIASES)
 
     @classmethod
     def resolve(
@@ -85,6 +92,7 @@ class ClientOptions:
         merged: dict[str, Any] = dict(from_environment)
         for source in (framework or {}, options):
             _reject_unknown(source)
+            source = _unaliased(source)
             merged.update((name, value) for name, value in source.items() if value is not None)
         for name, value in from_environment.items():
             if merged[name] is value:  # still the environment's value: say which variable
@@ -114,6 +122,10 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         found["api_key"] = environ["POSTHOG_API_KEY"]
     if environ.get("POSTHOG_HOST"):
         found["host"] = environ["POSTHOG_HOST"]
+    if environ.get("POSTHOG_SECRET_KEY"):
+        found["secret_key"] = environ["POSTHOG_SECRET_KEY"]
+    if environ.get("POSTHOG_FLAG_DEFINITIONS_CACHE"):
+        found["flag_definitions_cache"] = environ["POSTHOG_FLAG_DEFINITIONS_CACHE"].strip()
     for name in ("debug", "disabled"):
         variable = f"POSTHOG_{name.upper()}"
         if variable in environ:
@@ -155,6 +167,29 @@ def _reject_unknown(source: Mapping[str, Any]) -> None:
             raise ConfigurationError(f"unknown PostHog option {name!r}{suggest(name, known)}")
 
 
+def _unaliased(source: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``source`` with each alias given under its option's name; the same option given under
+    two names with two values is an error (that shows neither value: they are secrets)."""
+    if not any(source.get(alias) is not None for alias in ALIASES):
+        return source
+    out = {name: value for name, value in source.items() if name not in ALIASES}
+    for alias, name in ALIASES.items():
+        value = source.get(alias)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{alias} must be a string, got a {type(value).__name__}")
+        if out.get(name) is not None and _stripped(out[name]) != _stripped(value):
+            raise ConfigurationError(f"{name} and {alias} are the same setting and were given "
+                                     f"different values: give only {name}")
+        out[name] = value
+    return out
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
 def _validated(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for name in ("debug", "disabled", "send", "sync_mode", "gzip", "disable_geoip",
@@ -173,10 +208,19 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("on_error", "before_send"):
         if name in out and not callable(out[name]):
             raise ConfigurationError(f"{name} must be callable, got {shown(out[name])}")
-    if "api_key" in out:
-        if not isinstance(out["api_key"], str):
-            raise ConfigurationError("api_key must be a string")
-        out["api_key"] = out["api_key"].strip()
+    for name in ("api_key", "secret_key"):  # never shown: a key is a secret
+        if name in out:
+            if not isinstance(out[name], str):
+                raise ConfigurationError(f"{name} must be a string, got a "
+                                         f"{type(out[name]).__name__}")
+            out[name] = out[name].strip()
+    if "poll_interval" in out:
+        out["poll_interval"] = positive_seconds("poll_interval", out["poll_interval"])
+        if out["poll_interval"] < MIN_POLL_INTERVAL:
+            raise ConfigurationError(f"poll_interval must be at least {MIN_POLL_INTERVAL:g} "
+                                     f"seconds, got {out['poll_interval']:g}")
+    if "flag_definitions_cache" in out:
+        out["flag_definitions_cache"] = _cache_url(out["flag_definitions_cache"])
     if "host" in out:
         if not isinstance(out["host"], str):
             raise ConfigurationError(f"host must be a string, got {shown(out['host'])}")
@@ -194,6 +238,19 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     if "flag_defaults" in out:
         out["flag_defaults"] = _flag_defaults(out["flag_defaults"])
     return out
+
+
+def _cache_url(value: Any) -> str:
+    """A Redis URL the shared definitions cache can use here (the `redis` extra installed)."""
+    from posthog_integrations.feature_flags.local.shared import check_cache_url
+
+    try:
+        check_cache_url(value)
+    except ValueError as error:
+        # A URL may hold a password: the message shows only its scheme.
+        raise ConfigurationError(str(error)) from None
+    url: str = value
+    return url
 
 
 def _flag_defaults(value: Any) -> Mapping[str, Any]:

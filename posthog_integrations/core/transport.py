@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import email.utils
 import encodings.idna  # noqa: F401
@@ -11,6 +12,7 @@ import json
 import netrc  # noqa: F401
 import random
 import time
+from collections.abc import Mapping
 
 import requests
 
@@ -46,6 +48,15 @@ class APIError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.location = location
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """An answer of any status: its status, its headers, the start of its body."""
+
+    status: int
+    headers: Mapping[str, str]  # names compared without case
+    body: bytes
 
 
 class NoAnswerInTime(requests.Timeout):
@@ -102,6 +113,20 @@ class Transport:
         Raises :class:`APIError` for any other status, :class:`NoAnswerInTime` when the answer
         was not complete in time, or another ``requests`` error.
         """
+        answer = self.exchange(method, path, body=body, headers=headers, deadline=deadline,
+                               max_answer_bytes=max_answer_bytes)
+        if 200 <= answer.status < 300:
+            return answer.body
+        raise self._error(answer)
+
+    def exchange(self, method: str, path: str, *, body: bytes | None,
+                 headers: dict[str, str] | None, deadline: float | None,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES) -> Answer:
+        """:meth:`send`, but any status is returned rather than raised (a caller that tells a
+        304 from a 401, say); a redirect is still never followed.
+
+        Raises :class:`NoAnswerInTime` or another ``requests`` error when no answer came.
+        """
         seconds = self._timeout
         if deadline is not None:
             seconds = min(seconds, deadline - time.monotonic())
@@ -121,25 +146,23 @@ class Transport:
                 if cutoff.fired:
                     raise NoAnswerInTime(f"no complete answer within {seconds:.3g}s") from error
                 raise
-        if 200 <= response.status_code < 300:
-            return content
-        raise self._error(response, content)
+        return Answer(response.status_code, response.headers, content)
 
     def close(self) -> None:
         self._session.close()
 
-    def _error(self, response: requests.Response, content: bytes) -> APIError:
-        status = response.status_code
+    def _error(self, answer: Answer) -> APIError:
+        status = answer.status
         if 300 <= status < 400:
-            location = self._redact(response.headers.get("Location", ""))[:MAX_MESSAGE_CHARS]
+            location = self._redact(answer.headers.get("Location", ""))[:MAX_MESSAGE_CHARS]
             where = location or "an address it did not give"
             message = (f"{self.host} redirects to {where}; redirects are not followed, so set "
                        "the host to the address that answers")
             return APIError(status, message, location=location or None)
         # Redact before cutting: a cut key would no longer match the whole key.
-        text = self._redact(_decode(content, response.encoding))
+        text = self._redact(decode(answer))
         return APIError(status, text[:MAX_MESSAGE_CHARS],
-                        parse_retry_after(response.headers.get("Retry-After")))
+                        parse_retry_after(answer.headers.get("Retry-After")))
 
     def _body(self, encoded_events: list[bytes], historical_migration: bool) -> bytes:
         head = json.dumps(
@@ -156,18 +179,21 @@ class Transport:
         return text.replace(self._api_key, "<api key>") if self._api_key else text
 
 
-def _decode(content: bytes, encoding: str | None) -> str:
+def decode(answer: Answer) -> str:
+    """The answer's body as text, in the charset its Content-Type names (UTF-8 when none)."""
+    encoding = requests.utils.get_encoding_from_headers(answer.headers) or "utf-8"
     try:
-        return content.decode(encoding or "utf-8", errors="replace")
+        return answer.body.decode(encoding, errors="replace")
     except LookupError:  # the answer named an encoding Python does not know
-        return content.decode("utf-8", errors="replace")
+        return answer.body.decode("utf-8", errors="replace")
 
 
 def _read_at_most(response: requests.Response, limit: int) -> bytes:
     """Up to ``limit`` bytes of the body; the rest is never read (closing drops the connection)."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=1024):
+    # Small reads for the small answers most requests get; larger ones for a large bound.
+    for chunk in response.iter_content(chunk_size=1024 if limit <= 65536 else 65536):
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:

@@ -3,8 +3,9 @@
 Keys are upper case: ``API_KEY``, ``HOST``, ``DISABLED``, ``DEBUG``, ``SYNC_MODE``, any other
 client option (``FLUSH_AT``, ``BEFORE_SEND``, ...), the request options (``CAPTURE_EXCEPTIONS``,
 ``CAPTURE_PAGEVIEWS``, ``EXCLUDE_PATHS``, ``TRUSTED_PROXIES``, ``EXTRA_TAGS``, ``TAG_MAP``,
-``REQUEST_FILTER``, ``IDENTIFY``, ...) and ``IDENTIFY_USER``. Unset keys fall back to the
-environment (``POSTHOG_API_KEY``, ``POSTHOG_HOST``, ...) and then to the defaults. An unknown
+``REQUEST_FILTER``, ``IDENTIFY``, ``FLAG_PERSON_PROPERTIES``, ``FLAG_GROUPS``, ...) and
+``IDENTIFY_USER``. Unset keys fall back to the environment (``POSTHOG_API_KEY``,
+``POSTHOG_HOST``, ...) and then to the defaults. An unknown
 key (a misspelling, a lower-case ``api_key``) is ``ImproperlyConfigured`` naming the closest
 known one, raised where the settings are read: the app's ``ready()`` and the middleware's
 construction, both at startup.
@@ -28,7 +29,7 @@ REQUEST_KEYS = frozenset(name.upper() for name in RequestSettings.__annotations_
 DJANGO_KEYS = frozenset({"IDENTIFY_USER"})
 KNOWN_KEYS = CLIENT_KEYS | REQUEST_KEYS | DJANGO_KEYS
 HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "IDENTIFY", "BEFORE_SEND",
-                       "ON_ERROR"})
+                       "ON_ERROR", "FLAG_PERSON_PROPERTIES", "FLAG_GROUPS"})
 # The official package's flat settings, each with the POSTHOG key it stands for (first wins).
 OFFICIAL_SETTINGS = (
     ("POSTHOG_MW_CAPTURE_EXCEPTIONS", "CAPTURE_EXCEPTIONS"),

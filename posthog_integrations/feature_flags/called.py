@@ -61,7 +61,7 @@ def called_properties(key: str, value: FlagValue | None, record: FlagRecord | No
         "$feature_flag": key,
         "$feature_flag_response": value,
         f"$feature/{key}": value,
-        "locally_evaluated": False,
+        "locally_evaluated": record is not None and record.local,
     }
     if record is not None:
         payload = decode_payload(record.payload) if record.value is not None else None
@@ -77,7 +77,7 @@ def called_properties(key: str, value: FlagValue | None, record: FlagRecord | No
             properties["$feature_flag_has_experiment"] = record.has_experiment
     if request_id is not None:
         properties["$feature_flag_request_id"] = request_id
-    if evaluated_at is not None:
+    if evaluated_at is not None and (record is None or not record.local):
         properties["$feature_flag_evaluated_at"] = evaluated_at
     if errors:
         properties["$feature_flag_error"] = ",".join(errors)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from posthog_integrations.core.options import ClientOptions
 
     from .evaluator import FlagEvaluator
+    from .local.definitions import FlagDefinitions
 
 
 class FlagMethods:
@@ -167,3 +168,28 @@ class FlagMethods:
             self._notices.warn("failed get_all_flags()", "get_all_flags() failed; it returns "
                                "flag_defaults", exc_info=True)
             return dict(self.options.flag_defaults)
+
+    def load_flags(self, timeout: float | None = None) -> bool:
+        """Load the flag definitions for local evaluation now (scripts, tests, start-up).
+
+        Needs ``secret_key``. Waits for one poll, at most ``timeout`` seconds (default
+        ``flags_timeout``), and starts the background poller if it is not running; returns
+        whether definitions are loaded. Never raises.
+        """
+        try:
+            return self._flags.load_definitions(timeout)
+        except Exception:
+            self._notices.warn("failed load_flags()", "load_flags() failed", exc_info=True)
+            return False
+
+    async def aload_flags(self, timeout: float | None = None) -> bool:
+        """:meth:`load_flags` for async code: the wait happens in a worker thread."""
+        try:
+            return await asyncio.to_thread(self.load_flags, timeout)
+        except Exception:
+            self._notices.warn("failed aload_flags()", "aload_flags() failed", exc_info=True)
+            return False
+
+    def _flag_definitions(self) -> FlagDefinitions | None:
+        """The definitions local evaluation reads now; None until some are loaded."""
+        return self._flags.definitions()

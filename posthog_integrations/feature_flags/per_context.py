@@ -126,6 +126,8 @@ async def acontext_flags(client: FlagMethods) -> FlagSnapshot:
         # Made in the executor and published by the worker, so that the tasks waiting for it
         # get their answer even if this task is cancelled meanwhile.
         asyncio.get_running_loop().run_in_executor(None, entry.fill, client._flags, pending)
+    if entry.future.done():  # decided without a request (local evaluation): no loop hop
+        return entry.future.result()
     return await asyncio.wrap_future(entry.future)
 
 

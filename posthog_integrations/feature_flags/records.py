@@ -15,6 +15,7 @@ from typing import Any, Union
 FlagValue = Union[bool, str]
 UNKNOWN_ERROR = "unknown_error"
 EVALUATION_FAILED = "evaluation_failed"
+LOCAL_EVALUATION_INCONCLUSIVE = "local_evaluation_inconclusive"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,8 @@ class FlagRecord:
     flag_id: int | None = None
     version: int | None = None
     has_experiment: bool | None = None
-    error: str | None = None  # evaluation_failed or unknown_error
+    error: str | None = None  # evaluation_failed, unknown_error or local_evaluation_inconclusive
+    local: bool = False  # decided by local evaluation, not by the server
 
 
 @dataclasses.dataclass(frozen=True)

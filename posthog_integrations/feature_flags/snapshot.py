@@ -173,7 +173,9 @@ class FlagSnapshot:
         return value
 
     def _errors_for(self, record: FlagRecord | None) -> list[str]:
-        errors = [ERRORS_WHILE_COMPUTING] if self._errors_while_computing else []
+        # The server's trouble computing flags concerns only the flags it answered.
+        remote = record is None or not record.local
+        errors = [ERRORS_WHILE_COMPUTING] if self._errors_while_computing and remote else []
         if record is not None:
             if record.error is not None:
                 errors.append(record.error)

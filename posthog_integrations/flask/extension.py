@@ -28,7 +28,8 @@ EXTENSION_KEY = "posthog"
 CONFIG_PREFIX = "POSTHOG_"
 CLIENT_OPTIONS = frozenset(ClientOptions.names())
 REQUEST_OPTIONS = frozenset(RequestSettings.__annotations__)
-HOOKS = frozenset({"extra_tags", "tag_map", "request_filter", "identify"})
+HOOKS = frozenset({"extra_tags", "tag_map", "request_filter", "identify",
+                   "flag_person_properties", "flag_groups"})
 EXTENSION_OPTIONS = frozenset({"identify_user"})
 OPTIONS = CLIENT_OPTIONS | REQUEST_OPTIONS | EXTENSION_OPTIONS
 """Every setting the extension reads, as keyword arguments; ``POSTHOG_`` + upper case in

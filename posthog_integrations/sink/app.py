@@ -16,6 +16,8 @@ from werkzeug.wrappers import Request, Response
 
 from .api import clear_events, error_response, json_response, list_events, viewer_page
 from .body import BadRequest, PayloadTooLarge, decode_body, read_body
+from .definitions import DEFINITIONS_PATH, DefinitionsFile, definitions_answer
+from .evaluated import evaluated_answer
 from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
 from .store import EventStore
@@ -36,6 +38,7 @@ MAX_RECORDED_REQUESTS = 10_000
 MAX_RECORDED_BYTES = 64 << 20
 _STAT_NAMES = (
     "flags_requests",
+    "definitions_requests",
     "requests_forgotten",
     "refused_host",
     "refused_cross_site",
@@ -109,8 +112,10 @@ class SinkApp:
     """The sink's WSGI callable.
 
     Accepted events go to ``store``; ``on_stored(events, endpoint)`` is called after each add.
-    ``/flags`` is answered from ``flags`` (no flags when None). Capture requests are answered
-    ``respond`` (an error status) when it is given and no scripted answer is queued;
+    ``/flags`` is answered from ``flags`` (no flags when None), or by evaluating the
+    definitions when some were given; ``GET /flags/definitions`` from ``definitions`` (see
+    :mod:`posthog_integrations.sink.definitions`). Capture requests are answered ``respond``
+    (an error status) when it is given and no scripted answer is queued;
     ``on_responded(status, event_count, endpoint)`` is called for each.
     """
 
@@ -120,6 +125,7 @@ class SinkApp:
         on_stored: Callable[[list[dict[str, Any]], str], None] | None = None,
         *,
         flags: FlagSource | None = None,
+        definitions: DefinitionsFile | None = None,
         max_recorded_requests: int = MAX_RECORDED_REQUESTS,
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
         respond: int | None = None,
@@ -134,6 +140,7 @@ class SinkApp:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         self.store = store
         self.flags = flags if flags is not None else FlagSource()
+        self.definitions = definitions if definitions is not None else DefinitionsFile()
         self._on_stored = on_stored
         self._on_responded = on_responded
         self._max_recorded_requests = max_recorded_requests
@@ -141,6 +148,7 @@ class SinkApp:
         self._lock = threading.Lock()
         self._script: deque[ScriptedResponse] = deque()
         self._flags_script: deque[ScriptedResponse] = deque()
+        self._definitions_script: deque[ScriptedResponse] = deque()
         self._requests: deque[RecordedRequest] = deque()
         self._recorded_bytes = 0
         self._counts: Counter[str] = Counter()
@@ -166,6 +174,14 @@ class SinkApp:
         with self._lock:
             self._flags_script.extend(map(_scripted, responses))
 
+    def script_definitions(self, *responses: ScriptedResponse | int) -> None:
+        """Queue answers for the next /flags/definitions requests (an int is a bare status).
+
+        A scripted 2xx without a ``body`` answers from the definitions as usual.
+        """
+        with self._lock:
+            self._definitions_script.extend(map(_scripted, responses))
+
     def requests(self) -> list[RecordedRequest]:
         """A copy of the recorded capture and /flags requests, oldest first (the newest kept)."""
         with self._lock:
@@ -181,6 +197,7 @@ class SinkApp:
         with self._lock:
             self._script.clear()
             self._flags_script.clear()
+            self._definitions_script.clear()
             self._requests.clear()
             self._recorded_bytes = 0
             self._counts.clear()
@@ -270,6 +287,8 @@ class SinkApp:
             return self._capture(request, v1=True)
         if request.method == "POST" and path == FLAGS_PATH:
             return self._flags(request)
+        if request.method == "GET" and path == DEFINITIONS_PATH:
+            return self._definitions(request)
         if request.method == "GET" and path == API_EVENTS_PATH:
             return list_events(self.store, request)
         if request.method == "DELETE" and path == API_EVENTS_PATH:
@@ -341,7 +360,11 @@ class SinkApp:
             raw = read_body(request)
             body = decode_body(raw, compressed)
             key = key_of(body) if isinstance(body, dict) else None
-            answer = flags_answer(self.flags.current(), flags_request(body))
+            # Flags given too stand for what only PostHog knows (static cohorts, say).
+            if self.definitions.given and not self.flags.given:
+                answer = evaluated_answer(self.definitions.current().definitions, body)
+            else:
+                answer = flags_answer(self.flags.current(), flags_request(body))
         except BadRequest as exc:
             failure = error_response(400, "validation_error", "invalid_payload", str(exc))
         except MissingKey as exc:
@@ -361,6 +384,22 @@ class SinkApp:
         if plan.body is not None or not _ok(plan.status) or answer is None:
             return self._answer(plan, False, [])
         return json_response(plan.status, answer, _retry_after(plan))
+
+    def _definitions(self, request: Request) -> Response:
+        """Answer GET /flags/definitions from the definitions, or as scripted."""
+        received_at = time.monotonic()
+        answer = definitions_answer(request, self.definitions.current())
+        with self._lock:
+            self._counts["definitions_requests"] += 1
+            queued = self._definitions_script
+            plan = queued.popleft() if queued else ScriptedResponse()
+        # As for /flags: a scripted 2xx does not hide a request without its keys.
+        scripted = not _ok(plan.status) or (plan.body is not None and answer.status_code != 401)
+        status = plan.status if scripted else answer.status_code
+        self._record(_recorded(request, request.args.get("token"), [], False, b"",
+                               0 if plan.hang or plan.drop_connection else status, received_at))
+        self._carry_out(plan, request)
+        return self._answer(plan, False, []) if scripted else answer
 
     def _answer(self, plan: ScriptedResponse, v1: bool, uuids: list[str]) -> Response:
         headers = _retry_after(plan)

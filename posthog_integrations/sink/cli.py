@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON file of feature flag values to answer /flags with (re-read when it changes)",
     )
     parser.add_argument(
+        "--definitions",
+        metavar="FILE",
+        help="JSON file of flag definitions to answer /flags/definitions with, for local"
+             " evaluation, and to evaluate /flags from, as PostHog would (re-read when it"
+             " changes; not with --flags)",
+    )
+    parser.add_argument(
         "--respond",
         type=respond_status,
         metavar="STATUS",
@@ -86,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         serve(args.host, args.port, db_path, echo=not args.quiet, flags=args.flags,
-              respond=args.respond)
-    except ValueError as exc:  # an invalid flags file
+              respond=args.respond, definitions=args.definitions)
+    except ValueError as exc:  # an invalid flags or definitions file
         print(f"posthog-integrations sink: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -177,7 +177,7 @@ def describe(flags: Mapping[str, PublishedFlag]) -> str:
     return text
 
 
-def _stamp(path: Path) -> tuple[int, ...] | None:
+def file_stamp(path: Path) -> tuple[int, ...] | None:
     """What changes when the file is edited or replaced; None when it cannot be read."""
     try:
         stat = path.stat()
@@ -200,20 +200,21 @@ class FlagSource:
         self._published: dict[str, PublishedFlag] = {}
         self.path: Path | None = None
         self._stamp: tuple[int, ...] | None = None
+        self.given = flags is not None  # then /flags answers from them, definitions or not
         if flags is None:
             return
         if not isinstance(flags, (str, os.PathLike)):
             self._publish(parse_flags(flags))
             return
         self.path = Path(flags)
-        self._stamp = _stamp(self.path)
+        self._stamp = file_stamp(self.path)
         self._publish(load_flags_file(self.path))
 
     def current(self) -> dict[str, PublishedFlag]:
         """The flags to answer with now, re-reading the file first when it changed."""
         if self.path is None:
             return self._published
-        stamp = _stamp(self.path)
+        stamp = file_stamp(self.path)
         with self._lock:
             if stamp != self._stamp:
                 self._stamp = stamp

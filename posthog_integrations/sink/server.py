@@ -21,6 +21,7 @@ from .app import (
     SinkApp,
     check_respond,
 )
+from .definitions import DefinitionsFile, DefinitionsSetting
 from .flags import FlagSource, FlagsSetting
 from .store import EventStore
 from .terminal import printable
@@ -96,6 +97,13 @@ class LocalSink:
     (re-read when it changes) or a mapping in the same format (see
     :mod:`posthog_integrations.sink.flags`); without it every flag is unknown. An invalid
     configuration raises ValueError.
+
+    ``GET /flags/definitions`` answers, for local evaluation, from ``definitions``: a path to a
+    definitions file (re-read when it changes) or a mapping in PostHog's format (see
+    :mod:`posthog_integrations.sink.definitions`), with an ETag; without it, no flag. Given
+    definitions, ``POST /flags`` evaluates them for the request's person and groups with the
+    library's local engine (see :mod:`posthog_integrations.sink.evaluated`), so ``flags`` and
+    ``definitions`` are not given together.
     """
 
     def __init__(
@@ -110,9 +118,11 @@ class LocalSink:
         max_recorded_bytes: int = MAX_RECORDED_BYTES,
         flags: FlagsSetting = None,
         respond: int | None = None,
+        definitions: DefinitionsSetting = None,
     ) -> None:
         # First: a bad configuration opens no database.
         self.flags = FlagSource(flags)
+        self.definitions = DefinitionsFile(definitions)
         check_respond(respond)
         self.store = EventStore(db_path, max_events=max_events)
         self.host = host
@@ -123,6 +133,7 @@ class LocalSink:
             self.store,
             on_stored=self._on_stored,
             flags=self.flags,
+            definitions=self.definitions,
             max_recorded_requests=max_recorded_requests,
             max_recorded_bytes=max_recorded_bytes,
             respond=respond,
@@ -225,6 +236,11 @@ class LocalSink:
         """
         self._app.script_flags(*responses)
 
+    def script_definitions(self, *responses: ScriptedResponse | int) -> None:
+        """Queue answers for the next /flags/definitions requests, one each; then the
+        definitions again. A scripted 2xx without a ``body`` answers from the definitions."""
+        self._app.script_definitions(*responses)
+
     def clear(self) -> None:
         """Forget stored events, recorded requests and queued answers."""
         self._app.clear()
@@ -268,13 +284,16 @@ def serve(
     echo: bool = True,
     flags: str | None = None,
     respond: int | None = None,
+    definitions: str | None = None,
 ) -> None:
     """Serve the sink until Ctrl-C, printing its URL and (with ``echo``) every event.
 
-    ``flags`` is a flags file answered at /flags; ValueError when it is invalid. ``respond``
+    ``flags`` is a flags file answered at /flags, ``definitions`` a definitions file answered at
+    /flags/definitions; ValueError when one is invalid. ``respond``
     answers every capture request with that status (see :class:`LocalSink`).
     """
-    sink = LocalSink(db_path, host=host, port=port, echo=echo, flags=flags, respond=respond)
+    sink = LocalSink(db_path, host=host, port=port, echo=echo, flags=flags, respond=respond,
+                     definitions=definitions)
     handler = _log_flag_reloads()
     try:
         sink.start()
@@ -285,6 +304,12 @@ def serve(
             print(
                 f"  feature flags from {sink.flags.path} ({sink.flags.summary()});"
                 " edits apply without a restart"
+            )
+        if sink.definitions.path is not None:
+            print(
+                f"  flag definitions from {sink.definitions.path}"
+                f" ({sink.definitions.current().summary()}), served at /flags/definitions and"
+                " evaluated at /flags; edits apply without a restart"
             )
         if respond is not None:
             print(f"  answers every capture request with {respond} and stores nothing (--respond)")

@@ -15,6 +15,7 @@ ExtraTags = Callable[[Any], Optional[Mapping[str, Any]]]
 TagMap = Callable[[dict[str, Any]], Optional[Mapping[str, Any]]]
 RequestFilter = Callable[[Any], bool]
 Identify = Callable[[Any], Optional[str]]
+FlagInputHook = Callable[[Any], Optional[Mapping[str, Any]]]
 
 
 class RequestSettings(TypedDict, total=False):
@@ -30,6 +31,8 @@ class RequestSettings(TypedDict, total=False):
     tag_map: TagMap | None
     request_filter: RequestFilter | None
     identify: Identify | None
+    flag_person_properties: FlagInputHook | None
+    flag_groups: FlagInputHook | None
 
 
 class RequestOptions:
@@ -52,6 +55,13 @@ class RequestOptions:
       identifies anonymous visitors. Called at most once per request, when its first event is
       captured or its distinct id first read: a request that captures nothing never calls it.
       A hook that raises or returns something else than a string is logged; the header is used.
+    - ``flag_person_properties(request) -> dict``: person properties for the flags evaluated
+      for the request's user (``flags()``, ``aflags()``, the getters without a distinct id),
+      such as ``{"plan": "pro"}``, so that local evaluation can decide flags targeting them.
+    - ``flag_groups(request) -> dict``: the request's groups for those flags, group type to
+      key, such as ``{"company": tenant_id}``. Both are called at most once per request, when
+      its flags are first evaluated; what a call passes explicitly wins. A hook that raises or
+      returns something else than a mapping is logged and ignored.
 
     The hooks receive the framework's own request: the ASGI scope, the WSGI environ, Django's
     ``HttpRequest`` or Flask's ``Request``. A hook that raises is logged and skipped.
@@ -59,8 +69,9 @@ class RequestOptions:
 
     __slots__ = (
         "capture_exceptions", "capture_pageviews", "capture_query_string",
-        "capture_tracing_headers", "exclude_paths", "excluded", "extra_tags", "identify",
-        "proxy_trust", "request_filter", "tag_map",
+        "capture_tracing_headers", "exclude_paths", "excluded", "extra_tags",
+        "flag_groups", "flag_person_properties", "identify", "proxy_trust", "request_filter",
+        "tag_map",
     )
 
     def __init__(
@@ -76,6 +87,8 @@ class RequestOptions:
         tag_map: TagMap | None = None,
         request_filter: RequestFilter | None = None,
         identify: Identify | None = None,
+        flag_person_properties: FlagInputHook | None = None,
+        flag_groups: FlagInputHook | None = None,
     ) -> None:
         self.capture_exceptions = _flag("capture_exceptions", capture_exceptions)
         self.capture_pageviews = _flag("capture_pageviews", capture_pageviews)
@@ -88,6 +101,8 @@ class RequestOptions:
         self.tag_map = _hook("tag_map", tag_map)
         self.request_filter = _hook("request_filter", request_filter)
         self.identify = _hook("identify", identify)
+        self.flag_person_properties = _hook("flag_person_properties", flag_person_properties)
+        self.flag_groups = _hook("flag_groups", flag_groups)
 
     @classmethod
     def build(cls, settings: Mapping[str, Any]) -> RequestOptions:

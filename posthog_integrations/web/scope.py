@@ -34,6 +34,7 @@ from posthog_integrations.core.context import (
 )
 from posthog_integrations.core.default_client import default_client
 from posthog_integrations.core.options import ConfigurationError
+from posthog_integrations.feature_flags.request_inputs import FlagInputs
 
 from .options import RequestOptions
 
@@ -196,8 +197,8 @@ class RequestContext:
     the request arrived: identity and tags missing from the request are inherited from it.
     """
 
-    __slots__ = ("_facts", "_scope", "_token", "client", "ended", "options", "source",
-                 "started")
+    __slots__ = ("_facts", "_flag_inputs", "_scope", "_token", "client", "ended", "options",
+                 "source", "started")
 
     def __init__(self, client: Client, options: RequestOptions, source: str, request: Any,
                  read_info: Callable[[Any], RequestInfo], distinct_id: str | None,
@@ -208,6 +209,7 @@ class RequestContext:
         self.source = source
         self.started = time.perf_counter() if options.capture_pageviews else 0.0
         self.ended = False  # see end()
+        self._flag_inputs: FlagInputs | bool | None = False  # False: not computed yet
         parent_tags = None
         identity: str | LazyIdentity | None = distinct_id
         if parent is not None:  # a context around the server (tests do this): inherit from it
@@ -237,6 +239,22 @@ class RequestContext:
     @property
     def info(self) -> RequestInfo:
         return self._facts.info
+
+    def flag_inputs(self) -> FlagInputs | None:
+        """The groups and person properties the ``flag_groups`` and ``flag_person_properties``
+        hooks give this request's flags; None without the hooks. Computed on first use, once."""
+        inputs = self._flag_inputs
+        if inputs is False:
+            options = self.options
+            if options.flag_groups is None and options.flag_person_properties is None:
+                inputs = None
+            else:
+                request = self._facts.request
+                inputs = FlagInputs(_mapping_hook("flag_groups", options.flag_groups, request),
+                                    _mapping_hook("flag_person_properties",
+                                                  options.flag_person_properties, request))
+            self._flag_inputs = inputs
+        return inputs if isinstance(inputs, FlagInputs) else None
 
     def read_info_now(self, status: int | None = None, content_type: str | None = None) -> None:
         """Read the request's description now, while the framework still holds its request
@@ -413,6 +431,15 @@ class _IdentifyHook:
     def __call__(self, request: Any) -> str | None:
         found: str | None = _run_hook("identify", self.hook, request, None, str)
         return found
+
+
+def _mapping_hook(name: str, hook: Callable[[Any], Any] | None,
+                  request: Any) -> Mapping[str, Any]:
+    """A hook's mapping, with text keys; empty without the hook or when it fails (logged)."""
+    if hook is None:
+        return {}
+    found = _run_hook(name, hook, request, None, Mapping)
+    return {} if found is None else {str(key): value for key, value in found.items()}
 
 
 def _is_html(content_type: str | None) -> bool:

@@ -44,8 +44,8 @@ def test_a_missing_api_key_warns(monkeypatch: pytest.MonkeyPatch) -> None:
          r"^settings\.POSTHOG: unknown key 'api_key'; did you mean 'API_KEY'\?$"),
         ({"API_KEY": "phc_x", "flush_at": 10}, r"unknown key 'flush_at'; did you mean "
                                                r"'FLUSH_AT'\?$"),
-        ({"API_KEY": "phc_x", "PERSONAL_TOKEN": "phx_secret_value"},
-         r"^settings\.POSTHOG: unknown key 'PERSONAL_TOKEN'$"),
+        ({"API_KEY": "phc_x", "ACCESS_TOKEN": "phx_secret_value"},
+         r"^settings\.POSTHOG: unknown key 'ACCESS_TOKEN'$"),
     ],
 )
 def test_an_unknown_key_fails_at_startup_naming_the_closest_known_one(

@@ -3,6 +3,9 @@ captures next reaches the local endpoint with them, for the identity the request
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
@@ -14,6 +17,7 @@ from posthog_integrations import Client
 from posthog_integrations.asgi import PostHogMiddleware
 from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
+from tests.flags.local_wiring import ALL_LOCAL, SECRET, flags_requests, plan_of
 
 
 async def checkout(request: Request) -> JSONResponse:
@@ -87,3 +91,55 @@ def test_flags_read_in_a_request_ride_on_its_page_view() -> None:
             client.shutdown(timeout=2)
         [page_view] = sink.events(event="$pageview")
         assert page_view["properties"]["$feature/new-checkout"] == "test"
+
+
+async def plan_page(request: Request) -> JSONResponse:
+    flags = await posthog.aflags()
+    return JSONResponse({**flags.values(), "getter": posthog.get_feature_flag("company-beta")})
+
+
+def test_a_starlette_request_whose_flags_are_all_local_makes_no_flags_request() -> None:
+    scopes: list[dict[str, object]] = []
+
+    def tenant_of_scope(scope: dict[str, object]) -> dict[str, str]:
+        scopes.append(scope)
+        return {"company": "acme"}
+
+    with LocalSink(definitions=ALL_LOCAL) as sink:
+        client = Client(API_KEY, host=sink.url, secret_key=SECRET)
+        app = PostHogMiddleware(Starlette(routes=[Route("/plan", plan_page)]), client=client,
+                                flag_person_properties=plan_of, flag_groups=tenant_of_scope)
+        try:
+            assert client.load_flags(timeout=10)
+            with TestClient(app) as http:
+                response = http.get("/plan", headers={"X-POSTHOG-DISTINCT-ID": "visitor-7"})
+            assert response.json() == {"everyone": True, "pro-plan": True,
+                                       "company-beta": True, "getter": True}
+        finally:
+            client.shutdown(timeout=2)
+        assert flags_requests(sink) == []
+        assert [scope["path"] for scope in scopes] == ["/plan"]  # once, with the ASGI scope
+
+
+def test_flag_hooks_that_fail_are_logged_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    def broken_groups(scope: object) -> dict[str, str]:
+        raise LookupError("no tenant")
+
+    caplog.set_level(logging.DEBUG, logger="posthog_integrations")  # a repeat logs at debug
+    with LocalSink(definitions=ALL_LOCAL, flags={"flags": {"pro-plan": "remote"}}) as sink:
+        client = Client(API_KEY, host=sink.url, secret_key=SECRET)
+        app = PostHogMiddleware(Starlette(routes=[Route("/plan", plan_page)]), client=client,
+                                flag_person_properties=lambda scope: ["pro"],
+                                flag_groups=broken_groups)
+        try:
+            assert client.load_flags(timeout=10)
+            with TestClient(app) as http:
+                response = http.get("/plan", headers={"X-POSTHOG-DISTINCT-ID": "visitor-7"})
+            assert response.json() == {"everyone": True, "pro-plan": "remote",
+                                       "company-beta": False, "getter": False}
+        finally:
+            client.shutdown(timeout=2)
+        assert [r.body["flag_keys_to_evaluate"] for r in flags_requests(sink)] == [["pro-plan"]]
+        logged = caplog.text
+        assert "the flag_groups hook raised" in logged
+        assert "the flag_person_properties hook raised" in logged

@@ -210,8 +210,8 @@ def test_bad_config_raises_at_init_app_naming_the_key(sink: LocalSink, config: d
                                             r"POSTHOG_\* key of app\.config is read as a "
                                             r"PostHog setting\)$"),
         # nothing close: no guess, but the rule that makes it an error
-        ({"POSTHOG_PERSONAL_TOKEN": "phx_secret_value"},
-         r"^unknown PostHog setting POSTHOG_PERSONAL_TOKEN in app\.config \(every POSTHOG_\* "
+        ({"POSTHOG_ACCESS_TOKEN": "phx_secret_value"},
+         r"^unknown PostHog setting POSTHOG_ACCESS_TOKEN in app\.config \(every POSTHOG_\* "
          r"key of app\.config is read as a PostHog setting\)$"),
     ],
 )

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 import posthog_integrations as posthog
 from posthog_integrations import Client, ConfigurationError
 from posthog_integrations.asgi import PostHogMiddleware as ASGIMiddleware
-from posthog_integrations.core.options import ClientOptions
+from posthog_integrations.core.options import ALIASES, MIN_POLL_INTERVAL, ClientOptions
 from posthog_integrations.sink import LocalSink
 from posthog_integrations.testing import capture_events
 from posthog_integrations.web.options import RequestSettings
@@ -488,7 +488,9 @@ usable_option: dict[str, Callable[[Any], bool]] = {
        for name in ("max_retries", "feature_flags_request_max_retries")},
     # a wait the platform can perform: threading's waits and socket timeouts overflow beyond
     **{name: lambda v: type(v) is float and 0 < v <= threading.TIMEOUT_MAX for name in SECONDS},
-    "api_key": lambda v: isinstance(v, str),
+    "poll_interval": lambda v: type(v) is float and MIN_POLL_INTERVAL <= v <= threading.TIMEOUT_MAX,
+    **{name: lambda v: isinstance(v, str)
+       for name in ("api_key", "secret_key", "personal_api_key")},
     "host": lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
     "on_error": lambda v: v is None or callable(v),
     "before_send": lambda v: v is None or callable(v),
@@ -496,6 +498,8 @@ usable_option: dict[str, Callable[[Any], bool]] = {
     "project_root": lambda v: v is None or isinstance(v, str),
     "in_app_include": lambda v: isinstance(v, tuple) and all(isinstance(m, str) for m in v),
     "in_app_exclude": lambda v: isinstance(v, tuple) and all(isinstance(m, str) for m in v),
+    "flag_definitions_cache": lambda v: v is None or (
+        isinstance(v, str) and v.split(":", 1)[0].lower() in ("redis", "rediss", "unix")),
     "flag_defaults": lambda v: isinstance(v, Mapping) and all(
         isinstance(k, str) and k and isinstance(d, (bool, str)) for k, d in v.items()),
 }
@@ -516,7 +520,7 @@ def test_a_client_option_is_usable_or_a_configuration_error(name: str, value: An
     except ConfigurationError as error:
         assert name in str(error)
         return
-    resolved = getattr(client.options, name)
+    resolved = getattr(client.options, ALIASES.get(name, name))
     assert usable_option[name](resolved), f"{name}={value!r} was accepted as {resolved!r}"
     client.shutdown(timeout=0.1)
 

@@ -1,0 +1,1 @@
+"""Local evaluation of feature flags from definitions polled from PostHog."""
