@@ -32,7 +32,7 @@ from werkzeug.wrappers import Request, Response
 from posthog_integrations.feature_flags.local.definitions import FlagDefinitions, parse_definitions
 
 from .api import error_response
-from .flags import MAX_FLAGS_FILE_BYTES, file_stamp
+from .flags import file_stamp, load_json_file
 from .wire import bearer_key
 
 __all__ = ["DEFINITIONS_PATH", "DefinitionsFile", "DefinitionsSetting", "definitions_answer"]
@@ -65,28 +65,9 @@ def publish(data: Any) -> PublishedDefinitions:
                                 len(definitions.flags), definitions)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def load_definitions_file(path: Path) -> PublishedDefinitions:
     """Read and check a definitions file; ValueError naming the file and the problem."""
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_FLAGS_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"definitions file {path}: cannot read it: {exc.strerror or exc}") \
-            from None
-    try:
-        if len(raw) > MAX_FLAGS_FILE_BYTES:
-            raise ValueError(f"it is over {MAX_FLAGS_FILE_BYTES} bytes")
-        try:
-            data = json.loads(raw, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            raise ValueError(f"not valid JSON: {exc}") from None
-        return publish(data)
-    except ValueError as exc:
-        raise ValueError(f"definitions file {path}: {exc}") from None
+    return load_json_file(path, "definitions", publish)
 
 
 class DefinitionsFile:

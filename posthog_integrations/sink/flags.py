@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, TypeVar, Union
 
 from .body import MAX_BODY_BYTES, BadRequest
 
@@ -47,6 +47,7 @@ FlagsSetting = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 _TOP_LEVEL = ("flags", "payloads", "distinct_ids")
 # A flags file is written by hand; anything this large is a mistake, not a configuration.
 MAX_FLAGS_FILE_BYTES = MAX_BODY_BYTES
+Parsed = TypeVar("Parsed")
 
 
 @dataclass(frozen=True)
@@ -147,23 +148,29 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def load_flags_file(path: Path) -> dict[str, FlagDefinition]:
-    """Read and validate a flags file; raises ValueError naming the file and the problem."""
+def load_json_file(path: Path, kind: str, parse: Callable[[Any], Parsed]) -> Parsed:
+    """Read a JSON file of at most :data:`MAX_FLAGS_FILE_BYTES` and ``parse`` it; ValueError
+    naming the ``kind`` of file, its path and the problem."""
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_FLAGS_FILE_BYTES + 1)
     except OSError as exc:
-        raise ValueError(f"flags file {path}: cannot read it: {exc.strerror or exc}") from None
+        raise ValueError(f"{kind} file {path}: cannot read it: {exc.strerror or exc}") from None
     try:
         if len(raw) > MAX_FLAGS_FILE_BYTES:
             raise ValueError(f"it is over {MAX_FLAGS_FILE_BYTES} bytes")
         try:
-            config = json.loads(raw, parse_constant=_refuse_constant)
+            data = json.loads(raw, parse_constant=_refuse_constant)
         except ValueError as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
-        return parse_flags(config)
+        return parse(data)
     except ValueError as exc:
-        raise ValueError(f"flags file {path}: {exc}") from None
+        raise ValueError(f"{kind} file {path}: {exc}") from None
+
+
+def load_flags_file(path: Path) -> dict[str, FlagDefinition]:
+    """Read and validate a flags file; raises ValueError naming the file and the problem."""
+    return load_json_file(path, "flags", parse_flags)
 
 
 def describe(flags: Mapping[str, PublishedFlag]) -> str:
