@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
-import time
 
 import pytest
 
 from tests.flags.conftest import FlagsClientFactory
 from tests.flags.flags_server import FlagsServer
+from tests.forking import child_exit_code
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()"),
@@ -45,15 +44,5 @@ def test_a_child_forked_while_a_flags_lock_was_held_still_evaluates(
             os._exit(0 if client.get_feature_flag("f", "child") == "v" else 1)
         finally:
             os._exit(2)
-    deadline = time.monotonic() + 20
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung evaluating flags")
-        time.sleep(0.05)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid, timeout=20, hung="the forked child hung evaluating flags") == 0
     assert [r.body["distinct_id"] for r in flags_server.flags_requests] == ["parent", "child"]

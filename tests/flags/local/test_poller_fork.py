@@ -4,7 +4,6 @@ even when the fork happened while the parent's poller held its lock."""
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from posthog_integrations import Client
 from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
 from tests.flags.local.test_poller import DEFINITIONS, SECRET
+from tests.forking import child_exit_code
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()"),
@@ -83,17 +83,8 @@ def test_a_forked_child_polls_for_itself_with_its_own_connection(
         release.set()
         holder.join()
         before = len(definitions_sink.requests())
-        deadline = time.monotonic() + 30
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the forked child hung loading flag definitions")
-            time.sleep(0.05)
-        assert os.waitstatus_to_exitcode(status) == 0
+        hung = "the forked child hung loading flag definitions"
+        assert child_exit_code(pid, timeout=30, hung=hung) == 0
         # The parent's own poller went on polling meanwhile, with its own source.
         assert poller._source is parent_source
         assert poller._thread is parent_thread

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -33,6 +32,7 @@ from tests.conftest import API_KEY
 from tests.flags.local import conftest as redis_conftest
 from tests.flags.local.conftest import RedisServer
 from tests.flags.local.definitions_server import DefinitionsServer, definitions, http_fetch
+from tests.forking import child_exit_code
 
 INTERVAL = 0.3
 Fetch = Callable[[Optional[str]], Fetched]
@@ -325,17 +325,7 @@ def test_a_forked_child_has_its_own_token_and_reads_the_shared_copy(
             os._exit(0 if fetched.outcome == "updated" and keys == ["flag-v1"] else 1)
         finally:
             os._exit(2)
-    deadline = time.monotonic() + 20
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung")
-        time.sleep(0.05)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid, timeout=20, hung="the forked child hung") == 0
     assert workers(server) == [str(os.getpid())]  # the child read Redis; it did not poll
     client = connect(redis_server.url)
     assert client.get(f"{namespace}:lock") is not None  # its close() left the parent's lock
