@@ -26,7 +26,7 @@ import pytest
 from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
 from tests.e2e.servers import ROOT, free_port, serve
-from tests.flags.local.conftest import RedisServer, redis_server_executable
+from tests.redis_server import RedisServer, redis_server_executable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="gunicorn and the prefork pool: tested where deployed")
