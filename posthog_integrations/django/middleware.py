@@ -70,7 +70,8 @@ class PostHogMiddleware:
 
     Without ``posthog_integrations.django`` in ``INSTALLED_APPS`` (whose ``ready()`` configures
     the default client), the first middleware built configures it from ``settings.POSTHOG``
-    and logs a warning recommending the app.
+    (with ``CELERY``, binds the Celery integration too) and logs a warning recommending the
+    app.
     """
 
     sync_capable = True
