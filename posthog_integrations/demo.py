@@ -305,8 +305,8 @@ def _celery_worker(examples: Path, endpoint: str,
     shop = next(shop for shop in SHOPS if shop.celery)
     redis_server = shutil.which("redis-server")
     if redis_server is None:
-        print("  redis-server is not on PATH: the Django shop's Celery task runs eagerly, in "
-              "the request (CELERY_TASK_ALWAYS_EAGER=1), not in a worker")
+        print("  redis-server is not on PATH: the Celery task runs eagerly, in the request "
+              "(CELERY_TASK_ALWAYS_EAGER=1)")
         yield {"CELERY_TASK_ALWAYS_EAGER": "1"}
         return
     port = _free_port()
@@ -430,10 +430,10 @@ def _report(shop: Shop, events: list[dict[str, Any]]) -> bool:
     arrived.sort(key=lambda e: (_visit_position(e["event"], expected),
                                 str(e.get("timestamp", ""))))
     print(f"\n  {shop.name} ({shop.server}): {len(arrived)} events")
-    print(f"    {'event':<20} {'distinct id':<22} {'session':<18} {'route':<20} detail")
+    print(f"    {'event':<24} {'distinct id':<22} {'session':<18} {'route':<20} detail")
     for event in arrived:
         properties = event["properties"]
-        print(f"    {event['event']:<20} {event['distinct_id']:<22} {session:<18} "
+        print(f"    {event['event']:<24} {event['distinct_id']:<22} {session:<18} "
               f"{properties.get('$route', '-'):<20} {_detail(event)}".rstrip())
     missing = [name for name in expected if name not in {e["event"] for e in arrived}]
     if missing:

@@ -10,15 +10,18 @@ own keeps that one.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 from posthog_integrations.core.client import Client
 
+if TYPE_CHECKING:  # Celery is an optional extra: imported only when the setting asks for it
+    from posthog_integrations.celery import PostHogCelery
+
 _lock = threading.Lock()
 # The integration bound from settings; kept here for the life of the process.
-_bound: Any = None
+_bound: PostHogCelery | None = None
 
 
 def bind_once(options: dict[str, Any] | None, client: Client | None) -> None:
@@ -39,7 +42,7 @@ def bind_once(options: dict[str, Any] | None, client: Client | None) -> None:
             raise ImproperlyConfigured(f"settings.POSTHOG['CELERY'] is set: {error}") from None
         try:
             extension = PostHogCelery(client=client, **options)
-        except (TypeError, ValueError) as error:
+        except ValueError as error:  # conf checked the values: a change in PostHogCelery
             raise ImproperlyConfigured(f"settings.POSTHOG['CELERY']: {error}") from None
         extension.init_every_app()
         _bound = extension

@@ -5,7 +5,8 @@ client option (``FLUSH_AT``, ``BEFORE_SEND``, ...), the request options (``CAPTU
 ``CAPTURE_PAGEVIEWS``, ``EXCLUDE_PATHS``, ``TRUSTED_PROXIES``, ``EXTRA_TAGS``, ``TAG_MAP``,
 ``REQUEST_FILTER``, ``IDENTIFY``, ``FLAG_PERSON_PROPERTIES``, ``FLAG_GROUPS``, ...) and
 ``IDENTIFY_USER``, and ``CELERY`` (``True``, or a dict of the Celery integration's options in
-upper case: ``PROPAGATE``, ``PROPAGATE_TAGS``, ``CAPTURE_TASK_EVENTS``, ``CAPTURE_FAILURES``).
+upper case: ``PROPAGATE``, ``PROPAGATE_TAGS``, ``CAPTURE_TASK_EVENTS``, ``CAPTURE_FAILURES``,
+``SHUTDOWN_TIMEOUT``).
 Unset keys fall back to the environment (``POSTHOG_API_KEY``,
 ``POSTHOG_HOST``, ...) and then to the defaults. An unknown
 key (a misspelling, a lower-case ``api_key``) is ``ImproperlyConfigured`` naming the closest
@@ -16,6 +17,7 @@ construction, both at startup.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -34,7 +36,7 @@ HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "IDENTIFY", "B
                        "ON_ERROR", "FLAG_PERSON_PROPERTIES", "FLAG_GROUPS"})
 # POSTHOG["CELERY"] as a dict: PostHogCelery's options, upper case (True: all the defaults).
 CELERY_SWITCHES = ("PROPAGATE", "CAPTURE_TASK_EVENTS", "CAPTURE_FAILURES")
-CELERY_KEYS = frozenset({*CELERY_SWITCHES, "PROPAGATE_TAGS"})
+CELERY_KEYS = frozenset({*CELERY_SWITCHES, "PROPAGATE_TAGS", "SHUTDOWN_TIMEOUT"})
 # The official package's flat settings, each with the POSTHOG key it stands for (first wins).
 OFFICIAL_SETTINGS = (
     ("POSTHOG_MW_CAPTURE_EXCEPTIONS", "CAPTURE_EXCEPTIONS"),
@@ -125,6 +127,10 @@ def _celery_options(value: Any) -> dict[str, Any] | None:
             raise ImproperlyConfigured(f"{name}: expected True or False, got {option!r}")
         if key == "PROPAGATE_TAGS":
             option = _propagate_tags(name, option)
+        if key == "SHUTDOWN_TIMEOUT" and not (
+                type(option) in (int, float) and math.isfinite(option) and option > 0):
+            raise ImproperlyConfigured(
+                f"{name}: expected a positive number of seconds, got {option!r}")
         options[key.lower()] = option
     return options
 

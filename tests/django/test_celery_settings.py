@@ -25,6 +25,7 @@ def allowed_tag(name: str) -> bool:
     ({"PROPAGATE": False, "CAPTURE_FAILURES": False},
      {"propagate": False, "capture_failures": False}),
     ({"PROPAGATE_TAGS": None}, {"propagate_tags": None}),
+    ({"SHUTDOWN_TIMEOUT": 2}, {"shutdown_timeout": 2}),
 ])
 def test_the_celery_key_becomes_the_options_of_the_integration(
         celery: Any, options: dict[str, Any] | None) -> None:
@@ -85,8 +86,22 @@ def test_a_misspelt_celery_key_at_the_top_level_is_named_too() -> None:
      r"got 7$"),
     ({"PROPAGATE_TAGS": 7},
      r"^settings\.POSTHOG\['CELERY'\]\['PROPAGATE_TAGS'\]: expected None, a list of tag names"),
+    ({"SHUTDOWN_TIMEOUT": 0},
+     r"^settings\.POSTHOG\['CELERY'\]\['SHUTDOWN_TIMEOUT'\]: expected a positive number of "
+     r"seconds, got 0$"),
+    ({"SHUTDOWN_TIMEOUT": "5"},
+     r"^settings\.POSTHOG\['CELERY'\]\['SHUTDOWN_TIMEOUT'\]: expected a positive number"),
+    ({"SHUTDOWN_TIMEOUT": True},
+     r"^settings\.POSTHOG\['CELERY'\]\['SHUTDOWN_TIMEOUT'\]: expected a positive number"),
 ])
 def test_a_bad_celery_value_fails_naming_the_key(celery: Any, message: str) -> None:
     with override_settings(POSTHOG={"CELERY": celery}), pytest.raises(
             ImproperlyConfigured, match=message):
         conf.load()
+
+
+def test_the_celery_keys_are_the_integrations_options() -> None:
+    pytest.importorskip("celery")
+    from posthog_integrations.celery import OPTIONS
+
+    assert {key.lower() for key in conf.CELERY_KEYS} == OPTIONS

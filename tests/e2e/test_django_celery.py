@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,7 +50,7 @@ def broker() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def worker(broker: RedisServer, sink: LocalSink) -> Iterator[list[str]]:
-    """A prefork worker of the project; yields the lines it printed once it has stopped."""
+    """A prefork worker of the project; yields the lines it prints, as it prints them."""
     printed: list[str] = []
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", PROJECT, "worker", "-P", "prefork",
@@ -57,18 +58,20 @@ def worker(broker: RedisServer, sink: LocalSink) -> Iterator[list[str]]:
          "--without-heartbeat"],
         cwd=ROOT, env=project_env(broker, sink), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    assert process.stdout is not None
+    reader = threading.Thread(target=printed.extend, args=(process.stdout,), daemon=True)
+    reader.start()
     try:
         yield printed
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)  # warm shutdown: its children flush and exit
         try:
-            output, _ = process.communicate(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            output = ""
+            process.wait(timeout=STOP_TIMEOUT)
         finally:
-            kill_session(process.pid)
-        printed.extend((output or "").splitlines())
+            kill_session(process.pid)  # whatever is left of it, its pool children too
+            reader.join(timeout=STOP_TIMEOUT)
+            process.stdout.close()
 
 
 def project_env(broker: RedisServer, sink: LocalSink) -> dict[str, str]:
@@ -80,7 +83,6 @@ def project_env(broker: RedisServer, sink: LocalSink) -> dict[str, str]:
 
 
 def kill_session(pid: int) -> None:
-    """Whatever is left of the worker's session: its pool children too."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -124,7 +126,7 @@ def test_a_views_tasks_and_their_failure_arrive_as_the_visitor(
     assert placed["properties"]["$current_url"].endswith("/orders/7/")  # the request's own
 
     confirmed = sink.events(event="order confirmed")
-    assert len(confirmed) == 1, worker
+    assert len(confirmed) == 1, "".join(worker)
     [event] = confirmed
     properties = event["properties"]
     assert event["distinct_id"] == USER_ID
@@ -138,7 +140,7 @@ def test_a_views_tasks_and_their_failure_arrive_as_the_visitor(
     assert properties["celery_task_id"]
 
     failures = sink.events(event="$exception")
-    assert len(failures) == 1, worker  # captured once, by the worker
+    assert len(failures) == 1, "".join(worker)  # captured once, by the worker
     [failure] = failures
     properties = failure["properties"]
     assert failure["distinct_id"] == USER_ID
