@@ -155,22 +155,7 @@ class PostHogCelery:
         """Install the task's fresh context (at ``task_prerun``)."""
         request = task.request
         eager = bool(getattr(request, "is_eager", False))
-        received: Received | None = None
-        if not self.propagate:
-            received = NOTHING
-        elif eager:  # published by nothing: read the caller's
-            scope = current_scope()
-            if scope is not None and not opted_out(getattr(request, "headers", None)):
-                header = self._header_of(scope)
-                received = parse_header(header) if header is not None else NOTHING
-        else:
-            value = read_header(request)
-            if value is not None:
-                received = parse_header(value)
-                if received is None:
-                    self._notices.warn("celery header unreadable", "a task's PostHog context "
-                                       "header was not readable; the task runs anonymous")
-        received = received or NOTHING
+        received = self._received(request, eager) if self.propagate else NOTHING
         tags = {**received.tags, "celery_task_name": task.name, "celery_task_id": task_id,
                 "celery_retry_count": getattr(request, "retries", None) or 0}
         token = activate((received.distinct_id, received.session_id, tags, self.client, None,
@@ -178,6 +163,33 @@ class PostHogCelery:
         running_tasks.push(task_id, Running(token, time.monotonic(), self, eager))
         if self.capture_task_events:
             self.client.capture("celery task started")
+
+    def _received(self, request: Any, eager: bool) -> Received:
+        """What the task inherits: its message's header, or for an eager task (published by
+        nothing) what the caller's context would have sent."""
+        if eager:
+            try:
+                scope = current_scope()
+                if scope is None or opted_out(getattr(request, "headers", None)):
+                    return NOTHING
+                header = self._header_of(scope)
+            except Exception:
+                self._count("header_failed")
+                self._notices.warn("celery eager context", "an eager task could not read its "
+                                   "caller's PostHog context; it runs anonymous", exc_info=True)
+                return NOTHING
+            return NOTHING if header is None else parse_header(header) or NOTHING
+        value = read_header(request)
+        if value is None:
+            return NOTHING
+        received = parse_header(value)
+        if received is None:
+            self._count("header_unreadable")
+            self._notices.warn("celery header unreadable", "a task's PostHog context header "
+                               "was not readable (sent by a newer version?); the task runs "
+                               "anonymous")
+            return NOTHING
+        return received
 
     def _close(self, running: Running, task: Any, state: Any) -> None:
         """Leave the task's context (at ``task_postrun``), after its end event if wanted."""
@@ -321,7 +333,11 @@ def _connect_signals() -> None:
 def _on_before_task_publish(sender: Any = None, headers: Any = None, **_: Any) -> None:
     if not isinstance(headers, dict):
         return
-    integration = registry.for_publish(sender)
+    try:
+        integration = registry.for_publish(sender)
+    except Exception:
+        logger.exception("finding the PostHog integration of a task being published failed")
+        return
     if integration is not None:
         integration._attach(headers)
 

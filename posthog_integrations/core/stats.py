@@ -10,11 +10,12 @@ DROP_REASONS = (
     "queue_full", "before_send", "oversize", "failed", "shutdown", "invalid", "disabled",
     "invalid_configuration",
 )
-# What of a context did not travel with a background task (the Celery integration's message
-# header): tags left out to keep it under its size cap, whole headers left out because even the
-# identity was over it, and headers left out because building them failed. The task itself is
-# always sent, so these are not dropped events.
-CONTEXT_DROP_REASONS = ("header_tags_oversize", "header_oversize", "header_failed")
+# What of a context did not reach a background task (the Celery integration's message header):
+# tags left out to keep it under its size cap, whole headers left out because even the identity
+# was over it, headers not built because reading the context failed, and headers a worker could
+# not read. The task itself always runs, so these are not dropped events.
+CONTEXT_DROP_REASONS = ("header_tags_oversize", "header_oversize", "header_failed",
+                        "header_unreadable")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,9 +3,12 @@ carry, and how a failure is reported."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
-from posthog_integrations import identify_context, new_context, set_context_session, tag
+from posthog_integrations import identify_context, set_context_session, tag
 from posthog_integrations.sink import LocalSink
 from tests.celery.conftest import (
     Producer,
@@ -23,29 +26,26 @@ def worker(start_worker: StartWorker) -> Worker:
     return start_worker(concurrency=2)
 
 
-def in_request_context(producer: Producer, user: str) -> new_context:
+@contextlib.contextmanager
+def request_context(producer: Producer, user: str) -> Iterator[None]:
     """A context like a web request's: identity, session, an app tag and request tags."""
-    context = producer.client.new_context(fresh=True)
-    context.__enter__()
-    identify_context(user)
-    set_context_session("session-7")
-    tag("plan", "pro")
-    for name, value in {"$current_url": "https://shop.example/cart?coupon=SECRET",
-                        "$request_path": "/cart", "$request_method": "POST",
-                        "$user_agent": "Firefox", "$ip": "203.0.113.9",
-                        "$request_id": "r-1"}.items():
-        tag(name, value)
-    return context
+    with producer.client.new_context(fresh=True):
+        identify_context(user)
+        set_context_session("session-7")
+        tag("plan", "pro")
+        for name, value in {"$current_url": "https://shop.example/cart?coupon=SECRET",
+                            "$request_path": "/cart", "$request_method": "POST",
+                            "$user_agent": "Firefox", "$ip": "203.0.113.9",
+                            "$request_id": "r-1"}.items():
+            tag(name, value)
+        yield
 
 
 def test_a_task_runs_with_the_publishers_identity_session_and_allowed_tags(
         worker: Worker, producer: Producer, module_sink: LocalSink) -> None:
     event = unique("order shipped")
-    context = in_request_context(producer, "user-42")
-    try:
+    with request_context(producer, "user-42"):
         result = producer.task("capture").apply_async((event,), queue=worker.queue)
-    finally:
-        context.__exit__(None, None, None)
     [shipped] = wait_for_events(module_sink, event)
     properties = shipped["properties"]
     assert shipped["distinct_id"] == "user-42"
@@ -63,11 +63,8 @@ def test_a_task_runs_with_the_publishers_identity_session_and_allowed_tags(
 def test_a_failed_task_is_captured_once_with_the_identity_and_task_tags(
         worker: Worker, producer: Producer, module_sink: LocalSink) -> None:
     message = unique("payment declined")
-    context = in_request_context(producer, "user-failing")
-    try:
+    with request_context(producer, "user-failing"):
         result = producer.task("fail").apply_async((message,), queue=worker.queue)
-    finally:
-        context.__exit__(None, None, None)
     # The lifecycle event is captured after the failure, by the same process and client: once
     # it arrived, any second report would have too.
     failed_event = wait_for_task_event(module_sink, result.id, "celery task failed")
