@@ -53,12 +53,16 @@ async def in_a_context(run_elsewhere: Any) -> Seen:
         return seen
 
 
-def test_asyncio_tasks_carry_the_context() -> None:
+@pytest.mark.parametrize("start", ["create_task", "gather"])
+def test_asyncio_tasks_carry_the_context(start: str) -> None:
     async def who_later() -> Seen:
         await asyncio.sleep(0)
         return who()
 
     async def run_elsewhere() -> Seen:
+        if start == "gather":
+            [seen] = await asyncio.gather(who_later())
+            return seen
         return await asyncio.create_task(who_later())
 
     assert asyncio.run(in_a_context(run_elsewhere)) == CARRIED
