@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from ._version import VERSION
 from .core import APIError, Client, ClientOptions, ClientStats, ConfigurationError, Posthog
+from .core.binding import bind_context
 from .core.context import (
     CLIENT,
     current_scope,
@@ -46,12 +47,13 @@ from .feature_flags import FlagSnapshot
 __version__ = VERSION
 __all__ = [
     "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "FlagSnapshot",
-    "Posthog", "aevaluate_flags", "aflags", "alias", "aload_flags", "api_key", "capture",
-    "capture_exception", "configure", "debug", "disabled", "evaluate_flags", "feature_enabled",
-    "flags", "flush", "get_all_flags", "get_client", "get_context_distinct_id",
-    "get_context_session_id", "get_feature_flag", "get_feature_flag_payload", "get_tags",
-    "group_identify", "host", "identify_context", "load_flags", "new_context", "scoped", "set",
-    "set_context_session", "set_once", "shutdown", "stats", "sync_mode", "tag",
+    "Posthog", "aevaluate_flags", "aflags", "alias", "aload_flags", "api_key", "bind_context",
+    "capture", "capture_exception", "configure", "debug", "disabled", "evaluate_flags",
+    "feature_enabled", "flags", "flush", "get_all_flags", "get_client",
+    "get_context_distinct_id", "get_context_session_id", "get_feature_flag",
+    "get_feature_flag_payload", "get_tags", "group_identify", "host", "identify_context",
+    "load_flags", "new_context", "scoped", "set", "set_context_session", "set_once", "shutdown",
+    "stats", "sync_mode", "tag",
 ]
 
 api_key: str | None

@@ -166,6 +166,12 @@ SECTIONS: dict[str, Section] = {
         expect=[{"event": "checkout started", "distinct_id": "user-42",
                  "$session_id": "session-abc", "plan": "pro"},
                 {"event": "override", "distinct_id": "x", "plan": "pro"}]),
+    "Threads and executors": Section(
+        before=[""], after=[""],
+        expect=[{"event": "receipt sent", "distinct_id": "user-42", "plan": "pro",
+                 "order": "order-1"},
+                {"event": "receipt sent", "distinct_id": "user-42", "plan": "pro",
+                 "order": "order-2"}]),
     "Exceptions": Section(
         before=["""
 import posthog_integrations as posthog

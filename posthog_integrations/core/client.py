@@ -15,6 +15,7 @@ from posthog_integrations.feature_flags.evaluator import FlagEvaluator
 from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
 from . import context as _context
+from .binding import bind_context
 from .context import DISTINCT_ID, current_scope
 from .events import (
     EventDefaults,
@@ -260,6 +261,7 @@ class Client(FlagMethods):
     get_tags = staticmethod(_context.get_tags)
     get_context_distinct_id = staticmethod(_context.get_context_distinct_id)
     get_context_session_id = staticmethod(_context.get_context_session_id)
+    bind_context = staticmethod(bind_context)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Send everything queued now; block until delivered or ``timeout`` seconds pass."""
