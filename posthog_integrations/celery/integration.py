@@ -335,11 +335,11 @@ def _on_before_task_publish(sender: Any = None, headers: Any = None, **_: Any) -
         return
     try:
         integration = registry.for_publish(sender)
+        if integration is not None:
+            integration._attach(headers)
     except Exception:
-        logger.exception("finding the PostHog integration of a task being published failed")
-        return
-    if integration is not None:
-        integration._attach(headers)
+        logger.exception("putting the PostHog context in a task's message failed; the task is "
+                         "sent without it")
 
 
 def _on_task_prerun(sender: Any = None, task_id: Any = None, task: Any = None,
