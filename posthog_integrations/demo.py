@@ -7,6 +7,11 @@ each the same scripted visit with the tracing headers posthog-js sends, stops th
 (which flush at exit) and shows what arrived, per framework: the flag variant the add-to-cart
 view read rides on the events of that request.
 
+The Django shop also hands work to Celery: its order view enqueues a task whose event must
+arrive with the visitor's distinct id and session. With ``redis-server`` on PATH, the demo
+starts one on a free loopback port and a real ``celery worker -P prefork`` for the shop;
+without, it says so and the task runs eagerly, in the request (``CELERY_TASK_ALWAYS_EAGER``).
+
 Ctrl-C (or SIGTERM, or closing the terminal) stops the servers and exits with 128 + the
 signal's number. Each server runs in a session of its own, so that only the demo signals it:
 a gunicorn worker interrupted by the terminal's Ctrl-C in the middle of a request can hang,
@@ -49,6 +54,11 @@ STOP_TIMEOUT = 15.0
 # a flag ($feature_flag_called) before it captures "item added".
 EXPECTED = ("$pageview", "signed up", "$feature_flag_called", "item added", "$exception",
             "report streamed")
+# A shop with Celery places an order after adding to the cart; its view enqueues a task that
+# captures TASK_EVENT, which must carry the identity of the visitor who placed the order.
+TASK_EVENT = "order confirmation sent"
+ORDER_EVENTS = ("order placed", TASK_EVENT)
+TASK_TIMEOUT = 30.0  # for the worker to start, run the task and send its event
 # The flag every shop reads in its add-to-cart view, answered from the examples' shared file;
 # the "item added" event of that request must carry it.
 FLAGS_FILE = "flags.json"
@@ -75,6 +85,15 @@ class Shop:
     command: tuple[str, ...]
     needs: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    celery: bool = False  # its order view enqueues a Celery task
+
+    @property
+    def expected(self) -> tuple[str, ...]:
+        """The events of its visit, in the visit's order."""
+        if not self.celery:
+            return EXPECTED
+        after_cart = EXPECTED.index("item added") + 1
+        return EXPECTED[:after_cart] + ORDER_EVENTS + EXPECTED[after_cart:]
 
     def argv(self, port: int) -> list[str]:
         command = [part.format(port=port) for part in self.command]
@@ -92,7 +111,8 @@ def _gunicorn_has_control_socket() -> bool:
 SHOPS = (
     Shop("Django", "django_app", "gunicorn",
          ("gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4", "shop.wsgi"),
-         ("django", "gunicorn"), (("DJANGO_SETTINGS_MODULE", "shop.settings"),)),
+         ("django", "gunicorn", "celery"), (("DJANGO_SETTINGS_MODULE", "shop.settings"),),
+         celery=True),
     Shop("Flask", "flask_app", "gunicorn",
          ("gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4", "shop:create_app()"),
          ("flask", "gunicorn")),
@@ -167,11 +187,19 @@ def _run(keep_open: bool, examples: Path | None) -> int:
         urls = {}
         visiting = None
         try:
+            celery_env = servers.enter_context(_celery_worker(folder, sink.url, logs))
             for shop in shops:
-                urls[shop.name] = servers.enter_context(_served(shop, folder, sink.url, logs))
+                env = celery_env if shop.celery else {}
+                urls[shop.name] = servers.enter_context(
+                    _served(shop, folder, sink.url, logs, env))
             for visiting in shops:
                 _progress(f"{visiting.name}: sending a visit to {urls[visiting.name]}")
-                _visit(urls[visiting.name], visiting.name.lower())
+                _visit(urls[visiting.name], visiting.name.lower(), visiting.celery)
+            visiting = None
+            if "CELERY_BROKER_URL" in celery_env:  # a worker runs the task: done when its
+                # event is in; stopped before, it would leave the task queued in Redis
+                _progress(f"waiting for the Celery worker's {TASK_EVENT!r} event")
+                _wait_for_event(sink, TASK_EVENT)
         except (RuntimeError, OSError) as error:
             servers.close()
             print(f"  FAILED: {error}")
@@ -183,6 +211,8 @@ def _run(keep_open: bool, examples: Path | None) -> int:
         servers.close()
         events = sink.events()
         failed = sum(not _report(shop, events) for shop in shops)
+        if failed and logs.get(WORKER):
+            print(f"\n  what the Celery worker printed:\n{logs[WORKER].rstrip()}")
         print(f"\n  done in {time.perf_counter() - started:.1f} s")
         if failed:
             print(f"  FAILED: {failed} of {len(shops)} shops are missing events or their flag")
@@ -235,15 +265,12 @@ def _progress(message: str) -> None:
 
 
 @contextmanager
-def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> Iterator[str]:
+def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str],
+            extra_env: dict[str, str]) -> Iterator[str]:
     """Serve ``shop`` with its server on a free port until the block ends; yield its URL.
     What the server printed is left in ``logs``."""
     port = _free_port()
-    inherited = {name: value for name, value in os.environ.items()
-                 if not name.startswith("POSTHOG_")}  # e.g. POSTHOG_DISABLED from the shell
-    env = {**inherited, **dict(shop.env), "POSTHOG_HOST": endpoint, "POSTHOG_API_KEY": DEMO_KEY,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(examples / shop.folder),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = {**_environment(shop, examples, endpoint), **extra_env}
     _progress(f"{shop.name}: starting {shop.server} on port {port}")
     process = subprocess.Popen(shop.argv(port), cwd=examples / shop.folder, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -253,6 +280,66 @@ def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str]) -> 
         yield f"http://127.0.0.1:{port}"
     finally:
         logs[shop.name] = _stop(process)
+
+
+def _environment(shop: Shop, examples: Path, endpoint: str) -> dict[str, str]:
+    """What a process of ``shop`` runs with: sending to ``endpoint``, importing the shop."""
+    inherited = {name: value for name, value in os.environ.items()
+                 if not name.startswith("POSTHOG_")  # e.g. POSTHOG_DISABLED from the shell
+                 and not name.startswith("CELERY_")}  # the demo's own broker, or eager mode
+    return {**inherited, **dict(shop.env), "POSTHOG_HOST": endpoint,
+            "POSTHOG_API_KEY": DEMO_KEY,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(examples / shop.folder),
+                                                        os.environ.get("PYTHONPATH")]))}
+
+
+WORKER = "Celery worker"  # its entry in the logs
+
+
+@contextmanager
+def _celery_worker(examples: Path, endpoint: str,
+                   logs: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A Redis and a prefork worker for the Celery shop's tasks until the block ends; yield
+    what the shop's server needs in its environment to reach them (or, without
+    ``redis-server``, to run its tasks eagerly). What the worker printed is left in ``logs``."""
+    shop = next(shop for shop in SHOPS if shop.celery)
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        print("  redis-server is not on PATH: the Celery task runs eagerly, in the request "
+              "(CELERY_TASK_ALWAYS_EAGER=1)")
+        yield {"CELERY_TASK_ALWAYS_EAGER": "1"}
+        return
+    port = _free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    _progress(f"Celery: starting redis-server on port {port} and a prefork worker for the "
+              f"{shop.name} shop")
+    redis = subprocess.Popen(
+        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_until_listening(redis, port, "Redis")
+        env = {**_environment(shop, examples, endpoint), "CELERY_BROKER_URL": broker}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "shop", "worker", "-P", "prefork",
+             "--concurrency", "1", "--loglevel", "warning", "--without-mingle",
+             "--without-gossip", "--without-heartbeat"],
+            cwd=examples / shop.folder, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            yield {"CELERY_BROKER_URL": broker}
+        finally:
+            logs[WORKER] = _stop(worker)
+    finally:
+        _stop(redis)
+
+
+def _wait_for_event(sink: LocalSink, name: str) -> None:
+    deadline = time.monotonic() + TASK_TIMEOUT
+    while not sink.events(event=name):
+        if time.monotonic() > deadline:
+            return  # the report says what is missing, and shows what the worker printed
+        time.sleep(0.05)
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
@@ -304,14 +391,17 @@ def _wait_until_listening(process: subprocess.Popen[str], port: int, name: str) 
     raise RuntimeError(f"the {name} server did not listen within {READY_TIMEOUT:g} s")
 
 
-def _visit(base_url: str, name: str) -> None:
-    """One visitor, as posthog-js would report them to the backend: browse, sign up, buy, fail."""
+def _visit(base_url: str, name: str, order: bool = False) -> None:
+    """One visitor, as posthog-js would report them to the backend: browse, sign up, buy, fail.
+    With ``order``, they place an order after adding to the cart."""
     anonymous = {"X-POSTHOG-DISTINCT-ID": f"anonymous-{name}",
                  "X-POSTHOG-SESSION-ID": f"session-{name}"}
     signed_up = {**anonymous, "X-POSTHOG-DISTINCT-ID": f"user-{name}-fan"}
     _request(base_url + "/", anonymous)
     _request(base_url + "/signup", anonymous, form={"username": f"{name}-fan", "plan": "pro"})
     _request(base_url + "/cart/42", signed_up, form={})
+    if order:
+        _request(base_url + "/orders", signed_up, form={"item_id": "42"})
     _request(base_url + "/checkout", signed_up, expected_status=500)
     _request(base_url + "/report", signed_up)
 
@@ -336,26 +426,40 @@ def _report(shop: Shop, events: list[dict[str, Any]]) -> bool:
     arrived = [e for e in events if e.get("properties", {}).get("$session_id") == session]
     # Arrival order is not the visit's order: a threaded server may capture one request's page
     # view after the next request's events. Show them in the visit's order instead.
-    arrived.sort(key=lambda e: (_visit_position(e["event"]), str(e.get("timestamp", ""))))
+    expected = shop.expected
+    arrived.sort(key=lambda e: (_visit_position(e["event"], expected),
+                                str(e.get("timestamp", ""))))
     print(f"\n  {shop.name} ({shop.server}): {len(arrived)} events")
-    print(f"    {'event':<20} {'distinct id':<22} {'session':<18} {'route':<20} detail")
+    print(f"    {'event':<24} {'distinct id':<22} {'session':<18} {'route':<20} detail")
     for event in arrived:
         properties = event["properties"]
-        print(f"    {event['event']:<20} {event['distinct_id']:<22} {session:<18} "
+        print(f"    {event['event']:<24} {event['distinct_id']:<22} {session:<18} "
               f"{properties.get('$route', '-'):<20} {_detail(event)}".rstrip())
-    missing = [name for name in EXPECTED if name not in {e["event"] for e in arrived}]
+    missing = [name for name in expected if name not in {e["event"] for e in arrived}]
     if missing:
         print(f"    MISSING: {', '.join(missing)}")
+    strangers = _tasks_of_someone_else(arrived)
+    if strangers:
+        print(f"    MISSING: the visitor's distinct id on {TASK_EVENT} (it has "
+              f"{', '.join(strangers)})")
     items_added = [e for e in arrived if e["event"] == "item added"]
     flag_missing = bool(items_added) and not any(
         FLAG_PROPERTY in e["properties"] for e in items_added)
     if flag_missing:
         print(f"    MISSING: {FLAG_PROPERTY} on item added (the flag read in that request)")
-    return not missing and not flag_missing
+    return not missing and not flag_missing and not strangers
 
 
-def _visit_position(name: str) -> int:
-    return EXPECTED.index(name) if name in EXPECTED else len(EXPECTED)
+def _tasks_of_someone_else(events: list[dict[str, Any]]) -> list[str]:
+    """The distinct ids of task events that are not the distinct id of the order they confirm."""
+    placed_by = {e["properties"].get("order_id"): e["distinct_id"] for e in events
+                 if e["event"] == "order placed"}
+    return [str(e["distinct_id"]) for e in events if e["event"] == TASK_EVENT
+            and e["distinct_id"] != placed_by.get(e["properties"].get("order_id"))]
+
+
+def _visit_position(name: str, expected: tuple[str, ...]) -> int:
+    return expected.index(name) if name in expected else len(expected)
 
 
 def _detail(event: dict[str, Any]) -> str:
@@ -370,6 +474,10 @@ def _detail(event: dict[str, Any]) -> str:
     if event["event"] == "$feature_flag_called":
         value = _flag(properties.get("$feature_flag_response"))
         return f"{properties.get('$feature_flag')}={value}"
+    if "celery_task_name" in properties:  # the task's own tags, shown as where it ran
+        own = [f"{key}={value}" for key, value in properties.items()
+               if not key.startswith(("$", "celery_"))]
+        return " ".join([*own, f"(task {properties['celery_task_name']})"])
     own = [f"{key}={value}" for key, value in properties.items() if not key.startswith("$")]
     # The flags read earlier in the event's request, which ride on it as $feature/<key>.
     flags = [f"{key[len('$feature/'):]}={_flag(value)}" for key, value in properties.items()

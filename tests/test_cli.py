@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,38 @@ def test_the_demo_serves_every_shop_and_every_event_arrives(
     assert rows[3][2:] == ["user-flask-fan", "session-flask", "/cart/<int:item_id>",
                            "item_id=42", "checkout-layout=one-page"]
     assert "RuntimeError <- ConnectionError (unhandled)" in output
+    # The Django shop's order view enqueues a Celery task: with redis-server on PATH, a real
+    # prefork worker runs it; its event arrives as the visitor who placed the order.
+    assert ("Celery: starting redis-server on port" in output) == (
+        shutil.which("redis-server") is not None)
+    assert_the_task_event_is_the_visitors(output)
+
+
+def assert_the_task_event_is_the_visitors(output: str) -> None:
+    rows = [line.split() for line in output.splitlines() if "session-django" in line]
+    assert [row[0] for row in rows] == [
+        "$pageview", "signed", "$feature_flag_called", "item", "order", "order", "$exception",
+        "report"]
+    placed, confirmation = rows[4], rows[5]
+    assert placed[:5] == ["order", "placed", "user-django-fan", "session-django", "/orders"]
+    assert confirmation[:6] == ["order", "confirmation", "sent", "user-django-fan",
+                                "session-django", "-"]
+    order_id = next(field for field in placed if field.startswith("order_id="))
+    assert confirmation[6:] == [order_id, "item_id=42", "(task",
+                                "shop.tasks.send_order_confirmation)"]
+
+
+def test_without_redis_server_the_demo_says_so_and_runs_the_task_eagerly(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server there; the demo needs no PATH
+    assert main(["demo"]) == 0
+    output = capsys.readouterr().out
+    notes = [line.strip() for line in output.splitlines() if "redis-server" in line]
+    assert notes == ["redis-server is not on PATH: the Celery task runs eagerly, in the request "
+                     "(CELERY_TASK_ALWAYS_EAGER=1)"]
+    assert "every expected event arrived from all 3 shops" in output
+    assert_the_task_event_is_the_visitors(output)
 
 
 def test_unknown_command_is_a_usage_error() -> None:
@@ -73,14 +106,33 @@ def test_the_demo_shows_the_variant_on_the_item_added_event(
     assert row[-2:] == ["item_id=42", "checkout-layout=classic"]
 
 
+def test_the_demo_fails_when_the_task_event_is_not_the_visitors(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A worker that ran the task without the request's context: the event has the session (a
+    # tag the task was given by hand, say) but not the distinct id of whoever ordered.
+    arrived = _visit_events(DJANGO.expected, session="session-django")
+    for event in arrived:
+        if event["event"] in demo.ORDER_EVENTS:
+            event["properties"]["order_id"] = 1001
+    assert demo._report(DJANGO, arrived)
+    capsys.readouterr()
+    [task] = [event for event in arrived if event["event"] == demo.TASK_EVENT]
+    task["distinct_id"] = "a-worker-process"
+    assert not demo._report(DJANGO, arrived)
+    assert ("MISSING: the visitor's distinct id on order confirmation sent (it has "
+            "a-worker-process)") in capsys.readouterr().out
+
+
 FLASK = demo.Shop("Flask", "flask_app", "gunicorn", (), ())
+DJANGO = demo.Shop("Django", "django_app", "gunicorn", (), (), celery=True)
 
 
-def _visit_events(names: Iterable[str]) -> list[dict[str, Any]]:
-    """The events of one visit to the Flask shop, in the order given."""
+def _visit_events(names: Iterable[str],
+                  session: str = "session-flask") -> list[dict[str, Any]]:
+    """The events of one visit to a shop (the Flask one by default), in the order given."""
     events = []
     for index, name in enumerate(names):
-        properties: dict[str, Any] = {"$session_id": "session-flask"}
+        properties: dict[str, Any] = {"$session_id": session}
         if name == "item added":
             properties.update({"item_id": 42, "$feature/checkout-layout": "classic"})
         if name == "$feature_flag_called":

@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
 
 
 @pytest.mark.parametrize(("folder", "tests"), [
-    ("django_app", 6),
+    ("django_app", 7),  # with the order confirmation run eagerly
     ("flask_app", 6),
     ("starlette_app", 12),  # the Starlette shop and its FastAPI twin
 ])

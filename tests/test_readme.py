@@ -172,6 +172,18 @@ SECTIONS: dict[str, Section] = {
                  "order": "order-1"},
                 {"event": "receipt sent", "distinct_id": "user-42", "plan": "pro",
                  "order": "order-2"}]),
+    "Celery": Section(
+        before=[""], after=["""
+app.conf.task_always_eager = True  # no broker here: the task runs in the caller's context
+with posthog.new_context():
+    posthog.identify_context("user-42")
+    posthog.tag("plan", "pro")
+    posthog.tag("$current_url", "https://shop.example/orders")
+    send_confirmation.delay("order-1")
+"""],
+        expect=[{"event": "order confirmation sent", "distinct_id": "user-42", "plan": "pro",
+                 "order": "order-1", "celery_task_name": "__readme__.send_confirmation",
+                 "$current_url": None}]),
     "Exceptions": Section(
         before=["""
 import posthog_integrations as posthog

@@ -4,6 +4,8 @@ fixture, every event the app captures is recorded in memory and nothing is sent;
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.test import Client
 
@@ -44,6 +46,30 @@ def test_the_variant_shown_rides_on_the_event_of_that_request(
     event = posthog_events.one("item added", distinct_id="anonymous-1")
     assert event["properties"]["$feature/checkout-layout"] == "classic"
     assert event["properties"]["$active_feature_flags"] == ["checkout-layout"]
+
+
+@pytest.fixture
+def tasks_run_eagerly() -> Iterator[None]:
+    """Each task runs in the request that enqueues it, as ``CELERY_TASK_ALWAYS_EAGER=1`` does:
+    no broker, no worker."""
+    from shop.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_the_order_confirmation_task_belongs_to_the_visitor(
+        client: Client, posthog_events: CapturedEvents, tasks_run_eagerly: None) -> None:
+    order = client.post("/orders", {"item_id": 7}).json()
+    event = posthog_events.one("order confirmation sent", distinct_id="anonymous-1")
+    assert event["properties"]["order_id"] == order["order_id"]
+    assert event["properties"]["item_id"] == 7
+    assert event["properties"]["$session_id"] == "session-1"
+    assert event["properties"]["celery_task_name"] == "shop.tasks.send_order_confirmation"
+    # The task is not the request: the request's description stays with the request's events.
+    assert "$current_url" not in event["properties"]
+    assert posthog_events.one("order placed")["properties"]["$current_url"].endswith("/orders")
 
 
 def test_a_failed_checkout_is_captured_and_answered_500(client: Client,

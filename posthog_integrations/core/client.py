@@ -293,12 +293,13 @@ class Client(FlagMethods):
         return self._counters.snapshot(queued=self._sender.pending)
 
     def _capture_escaped(self, error: BaseException, source: str | None,
-                         properties: Mapping[str, Any] | None = None) -> str | None:
-        """Report an exception escaping a context or a request (``handled: false``)."""
+                         properties: Mapping[str, Any] | None = None, *,
+                         mechanism: str = "middleware") -> str | None:
+        """Report an exception escaping a context, a request or a task (``handled: false``)."""
         if self._disabled and _recorder is None:
             return self._refused()
         try:
-            return self._capture_error(error, mechanism="middleware", handled=False,
+            return self._capture_error(error, mechanism=mechanism, handled=False,
                                        source=source, level="error", properties=properties)
         except InvalidEvent as error:
             return self._reject(error.kind, f"an escaping exception was not captured: {error}")

@@ -10,6 +10,12 @@ DROP_REASONS = (
     "queue_full", "before_send", "oversize", "failed", "shutdown", "invalid", "disabled",
     "invalid_configuration",
 )
+# What of a context did not reach a background task (the Celery integration's message header):
+# tags left out to keep it under its size cap, whole headers left out because even the identity
+# was over it, headers not built because reading the context failed, and headers a worker could
+# not read. The task itself always runs, so these are not dropped events.
+CONTEXT_DROP_REASONS = ("header_tags_oversize", "header_oversize", "header_failed",
+                        "header_unreadable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +24,8 @@ class ClientStats:
 
     ``queued`` is what waits to be sent now; ``dropped`` totals every reason in
     ``dropped_by_reason`` (``failed`` counts events of batches that finally failed).
+    ``context_dropped_by_reason`` counts what of a context did not travel with a task (see
+    ``CONTEXT_DROP_REASONS``); it is not part of ``dropped``.
     """
 
     accepted: int
@@ -26,6 +34,7 @@ class ClientStats:
     retried: int
     failed_batches: int
     dropped_by_reason: Mapping[str, int]
+    context_dropped_by_reason: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def dropped(self) -> int:
@@ -65,4 +74,6 @@ class Counters:
             retried=values.get("retried", 0),
             failed_batches=values.get("failed_batches", 0),
             dropped_by_reason=dropped,
+            context_dropped_by_reason={reason: values.get(f"context_dropped.{reason}", 0)
+                                       for reason in CONTEXT_DROP_REASONS},
         )

@@ -13,7 +13,8 @@ class PostHogConfig(AppConfig):
     def ready(self) -> None:
         import posthog_integrations
 
-        from . import checks, conf  # noqa: F401  (checks register themselves)
+        from . import celery_binding, checks, conf  # noqa: F401  (checks register themselves)
 
         config = conf.load()
         posthog_integrations.configure(**config.client_options)
+        celery_binding.bind_once(config.celery, None)

@@ -4,7 +4,10 @@ Keys are upper case: ``API_KEY``, ``HOST``, ``DISABLED``, ``DEBUG``, ``SYNC_MODE
 client option (``FLUSH_AT``, ``BEFORE_SEND``, ...), the request options (``CAPTURE_EXCEPTIONS``,
 ``CAPTURE_PAGEVIEWS``, ``EXCLUDE_PATHS``, ``TRUSTED_PROXIES``, ``EXTRA_TAGS``, ``TAG_MAP``,
 ``REQUEST_FILTER``, ``IDENTIFY``, ``FLAG_PERSON_PROPERTIES``, ``FLAG_GROUPS``, ...) and
-``IDENTIFY_USER``. Unset keys fall back to the environment (``POSTHOG_API_KEY``,
+``IDENTIFY_USER``, and ``CELERY`` (``True``, or a dict of the Celery integration's options in
+upper case: ``PROPAGATE``, ``PROPAGATE_TAGS``, ``CAPTURE_TASK_EVENTS``, ``CAPTURE_FAILURES``,
+``SHUTDOWN_TIMEOUT``).
+Unset keys fall back to the environment (``POSTHOG_API_KEY``,
 ``POSTHOG_HOST``, ...) and then to the defaults. An unknown
 key (a misspelling, a lower-case ``api_key``) is ``ImproperlyConfigured`` naming the closest
 known one, raised where the settings are read: the app's ``ready()`` and the middleware's
@@ -14,7 +17,8 @@ construction, both at startup.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -26,10 +30,13 @@ from posthog_integrations.web.options import RequestOptions, RequestSettings
 
 CLIENT_KEYS = frozenset(name.upper() for name in ClientOptions.names())
 REQUEST_KEYS = frozenset(name.upper() for name in RequestSettings.__annotations__)
-DJANGO_KEYS = frozenset({"IDENTIFY_USER"})
+DJANGO_KEYS = frozenset({"IDENTIFY_USER", "CELERY"})
 KNOWN_KEYS = CLIENT_KEYS | REQUEST_KEYS | DJANGO_KEYS
 HOOK_KEYS = frozenset({"EXTRA_TAGS", "TAG_MAP", "REQUEST_FILTER", "IDENTIFY", "BEFORE_SEND",
                        "ON_ERROR", "FLAG_PERSON_PROPERTIES", "FLAG_GROUPS"})
+# POSTHOG["CELERY"] as a dict: PostHogCelery's options, upper case (True: all the defaults).
+CELERY_SWITCHES = ("PROPAGATE", "CAPTURE_TASK_EVENTS", "CAPTURE_FAILURES")
+CELERY_KEYS = frozenset({*CELERY_SWITCHES, "PROPAGATE_TAGS", "SHUTDOWN_TIMEOUT"})
 # The official package's flat settings, each with the POSTHOG key it stands for (first wins).
 OFFICIAL_SETTINGS = (
     ("POSTHOG_MW_CAPTURE_EXCEPTIONS", "CAPTURE_EXCEPTIONS"),
@@ -50,6 +57,8 @@ class DjangoConfig:
     client_options: dict[str, Any]
     request_options: RequestOptions
     identify_user: bool
+    # PostHogCelery's keyword arguments, or None when POSTHOG["CELERY"] is unset or False.
+    celery: dict[str, Any] | None = None
 
 
 def posthog_settings() -> Mapping[str, Any]:
@@ -94,7 +103,58 @@ def load(*, official_settings: bool = False) -> DjangoConfig:
         raise ImproperlyConfigured(
             f"settings.POSTHOG['IDENTIFY_USER']: expected True or False, got {identify_user!r}"
         )
-    return DjangoConfig(client_options, request_options, identify_user)
+    celery = _celery_options(values.get("CELERY"))
+    return DjangoConfig(client_options, request_options, identify_user, celery)
+
+
+def _celery_options(value: Any) -> dict[str, Any] | None:
+    """``POSTHOG["CELERY"]`` as PostHogCelery's keyword arguments; None: no Celery binding."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(
+            "settings.POSTHOG['CELERY']: expected True, False or a dict of options such as "
+            f"{{'CAPTURE_TASK_EVENTS': True}}, got {type(value).__name__}")
+    options = {}
+    for key, option in value.items():
+        if key not in CELERY_KEYS:
+            raise ImproperlyConfigured(f"settings.POSTHOG['CELERY']: unknown key "
+                                       f"{key!r}{suggest(str(key), CELERY_KEYS)}")
+        name = f"settings.POSTHOG['CELERY'][{key!r}]"
+        if key in CELERY_SWITCHES and not isinstance(option, bool):
+            raise ImproperlyConfigured(f"{name}: expected True or False, got {option!r}")
+        if key == "PROPAGATE_TAGS":
+            option = _propagate_tags(name, option)
+        if key == "SHUTDOWN_TIMEOUT" and not (
+                type(option) in (int, float) and math.isfinite(option) and option > 0):
+            raise ImproperlyConfigured(
+                f"{name}: expected a positive number of seconds, got {option!r}")
+        options[key.lower()] = option
+    return options
+
+
+def _propagate_tags(name: str, value: Any) -> Any:
+    """None, a callable (or its dotted path), or an iterable of tag names, kept as given."""
+    if isinstance(value, str):
+        try:
+            return import_string(value)
+        except ImportError as error:
+            raise ImproperlyConfigured(
+                f"{name}: cannot import {value!r} ({error}); expected a list of tag names or "
+                "the dotted path of a function") from None
+    if value is None or callable(value):
+        return value
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, Mapping)):
+        raise ImproperlyConfigured(
+            f"{name}: expected None, a list of tag names or a function, got {value!r}")
+    if isinstance(value, Iterator):  # read once here: keep what was read
+        value = tuple(value)
+    for tag in value:
+        if not isinstance(tag, str):
+            raise ImproperlyConfigured(f"{name}: expected tag names (strings), got {tag!r}")
+    return value
 
 
 def _resolve_hook(key: str, value: Any) -> Any:

@@ -27,7 +27,7 @@ from posthog_integrations.web import RequestContext, RequestInfo, RequestTracker
 from posthog_integrations.web.request import tracing_ids_from_wsgi
 from posthog_integrations.web.scope import identify_lazily
 
-from . import conf
+from . import celery_binding, conf
 from .apps import PostHogConfig
 
 logger = logging.getLogger("posthog_integrations")
@@ -70,7 +70,8 @@ class PostHogMiddleware:
 
     Without ``posthog_integrations.django`` in ``INSTALLED_APPS`` (whose ``ready()`` configures
     the default client), the first middleware built configures it from ``settings.POSTHOG``
-    and logs a warning recommending the app.
+    (with ``CELERY``, binds the Celery integration too) and logs a warning recommending the
+    app.
     """
 
     sync_capable = True
@@ -83,6 +84,7 @@ class PostHogMiddleware:
         config = conf.load(official_settings=self.reads_official_settings)
         if not apps.is_installed(PostHogConfig.name):
             _configure_without_the_app(config)
+            celery_binding.bind_once(config.celery, self._client())
         self._pageviews = config.request_options.capture_pageviews
         self._tracker = RequestTracker(self._client(), config.request_options, "django",
                                        _user_id if config.identify_user else None)

@@ -46,6 +46,18 @@ logger = logging.getLogger("posthog_integrations")
 UserFinder = Callable[[Any], Optional[str]]
 """Finds the id of the user the framework knows for a request (None: anonymous)."""
 HOOK_WARNING_INTERVAL = 60.0
+REQUEST_DESCRIPTION_TAGS = frozenset({
+    "$current_url", "$request_path", "$request_method", "$user_agent", "$ip", "$host",
+    "$pathname", "$route", "$response_status_code", "$request_duration_ms",
+})
+"""The tags and properties the adapters set to describe a request (with every name starting
+``REQUEST_TAG_PREFIX``): they say nothing true of work done later for it, such as a task."""
+REQUEST_TAG_PREFIX = "$request_"
+
+
+def describes_request(name: str) -> bool:
+    """Whether the tag ``name`` describes the request it was set in (see above)."""
+    return name in REQUEST_DESCRIPTION_TAGS or name.startswith(REQUEST_TAG_PREFIX)
 _hook_warned_at: dict[str, float] = {}
 
 

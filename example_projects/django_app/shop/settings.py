@@ -40,4 +40,11 @@ POSTHOG = {
     "API_KEY": os.environ.get("POSTHOG_API_KEY") or (
         "phc_local" if _posthog_host == LOCAL_ENDPOINT else None),
     "CAPTURE_PAGEVIEWS": True,
+    # The tasks a request enqueues run in its context: they carry the visitor's identity.
+    "CELERY": True,
 }
+
+# Celery (shop/celery.py): a Redis on this machine unless CELERY_BROKER_URL says otherwise.
+# CELERY_TASK_ALWAYS_EAGER=1 runs each task in the request that enqueues it, with no broker.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "redis://localhost:6379/0"
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER") == "1"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 import posthog_integrations as posthog
+
+from .tasks import send_order_confirmation
+
+_order_numbers = itertools.count(1001)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -28,6 +33,15 @@ def add_to_cart(request: HttpRequest, item_id: int) -> JsonResponse:
     layout = posthog.flags().get_flag("checkout-layout")
     posthog.capture("item added", properties={"item_id": item_id})
     return JsonResponse({"item_id": item_id, "checkout_layout": layout})
+
+
+@csrf_exempt
+def place_order(request: HttpRequest) -> JsonResponse:
+    order = {"order_id": next(_order_numbers), "item_id": int(request.POST.get("item_id", 42))}
+    posthog.capture("order placed", properties=order)
+    # Sent by the worker; its event still belongs to this visitor.
+    send_order_confirmation.delay(order)
+    return JsonResponse(order)
 
 
 def checkout(request: HttpRequest) -> HttpResponse:

@@ -28,11 +28,11 @@ from posthog_integrations.feature_flags.local.shared import (
 from posthog_integrations.feature_flags.local.shared_store import SharedStore, connect
 from posthog_integrations.feature_flags.local.source import Fetched
 from posthog_integrations.sink import LocalSink
+from tests import redis_server as shared_redis
 from tests.conftest import API_KEY
-from tests.flags.local import conftest as redis_conftest
-from tests.flags.local.conftest import RedisServer
 from tests.flags.local.definitions_server import DefinitionsServer, definitions, http_fetch
 from tests.forking import child_exit_code
+from tests.redis_server import RedisServer
 
 INTERVAL = 0.3
 Fetch = Callable[[Optional[str]], Fetched]
@@ -387,12 +387,12 @@ def test_through_the_real_request_and_the_local_sink_neither_key_reaches_redis(
 def test_a_missing_redis_server_fails_where_redis_is_required(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(redis_conftest, "REQUIRE_REDIS", True)
+    monkeypatch.setattr(shared_redis, "REQUIRE_REDIS", True)
     with pytest.raises(pytest.fail.Exception, match="POSTHOG_REQUIRE_REDIS=1"):
-        redis_conftest.redis_server_executable()
-    monkeypatch.setattr(redis_conftest, "REQUIRE_REDIS", False)
+        shared_redis.redis_server_executable()
+    monkeypatch.setattr(shared_redis, "REQUIRE_REDIS", False)
     with pytest.raises(pytest.skip.Exception, match="redis-server is not installed"):
-        redis_conftest.redis_server_executable()
+        shared_redis.redis_server_executable()
 
 
 def test_close_does_not_wait_for_a_poll_in_flight(

@@ -12,7 +12,7 @@ import pytest
 from posthog_integrations import Client, ClientOptions, ConfigurationError
 from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
-from tests.flags.local.conftest import RedisServer
+from tests.redis_server import RedisServer
 
 SECRET = "phx_shared_option_secret_0123456789ab"
 DEFINITIONS: dict[str, Any] = {

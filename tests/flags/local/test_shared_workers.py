@@ -24,8 +24,8 @@ from typing import IO, Any, Callable
 import pytest
 
 from posthog_integrations.feature_flags.local.shared_store import connect
-from tests.flags.local.conftest import RedisServer
 from tests.flags.local.definitions_server import DefinitionsServer, definitions
+from tests.redis_server import RedisServer
 
 INTERVAL = 0.3
 NAMES = ("w1", "w2", "w3", "w4")
