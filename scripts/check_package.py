@@ -28,8 +28,10 @@ IMPORTS = {
     "flask": ["posthog_integrations.flask"],
     "sink": ["posthog_integrations.sink"],
     "redis": ["redis", "posthog_integrations.feature_flags.local.shared"],
+    "celery": ["celery", "posthog_integrations.celery"],
     "all": ["posthog_integrations.django", "posthog_integrations.flask",
-            "posthog_integrations.sink", "posthog_integrations.demo"],
+            "posthog_integrations.sink", "posthog_integrations.demo",
+            "posthog_integrations.celery"],
 }
 IN_THE_WHEEL = ("posthog_integrations/py.typed", "posthog_integrations/sink/viewer.html")
 PROJECT_URLS = {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
