@@ -20,7 +20,6 @@ orphaned, and keep its port.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -28,7 +27,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,14 +40,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .demo_processes import free_port, stop, wait_until_listening
 from .sink import LocalSink
 
 # In a clone (or an editable install) the example projects sit beside the package; with the
 # package installed from a wheel, the demo looks in the working directory, or where it is told.
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_projects"
 DEMO_KEY = "phc_local_demo"
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 # What each shop must have sent for its visit, in the visit's order: the add-to-cart view reads
 # a flag ($feature_flag_called) before it captures "item added".
 EXPECTED = ("$pageview", "signed up", "$feature_flag_called", "item added", "$exception",
@@ -269,17 +266,17 @@ def _served(shop: Shop, examples: Path, endpoint: str, logs: dict[str, str],
             extra_env: dict[str, str]) -> Iterator[str]:
     """Serve ``shop`` with its server on a free port until the block ends; yield its URL.
     What the server printed is left in ``logs``."""
-    port = _free_port()
+    port = free_port()
     env = {**_environment(shop, examples, endpoint), **extra_env}
     _progress(f"{shop.name}: starting {shop.server} on port {port}")
     process = subprocess.Popen(shop.argv(port), cwd=examples / shop.folder, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     try:
-        _wait_until_listening(process, port, shop.name)
+        wait_until_listening(process, port, shop.name)
         yield f"http://127.0.0.1:{port}"
     finally:
-        logs[shop.name] = _stop(process)
+        logs[shop.name] = stop(process)
 
 
 def _environment(shop: Shop, examples: Path, endpoint: str) -> dict[str, str]:
@@ -309,7 +306,7 @@ def _celery_worker(examples: Path, endpoint: str,
               "(CELERY_TASK_ALWAYS_EAGER=1)")
         yield {"CELERY_TASK_ALWAYS_EAGER": "1"}
         return
-    port = _free_port()
+    port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
     _progress(f"Celery: starting redis-server on port {port} and a prefork worker for the "
               f"{shop.name} shop")
@@ -318,7 +315,7 @@ def _celery_worker(examples: Path, endpoint: str,
          "--appendonly", "no", "--loglevel", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        _wait_until_listening(redis, port, "Redis")
+        wait_until_listening(redis, port, "Redis")
         env = {**_environment(shop, examples, endpoint), "CELERY_BROKER_URL": broker}
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "shop", "worker", "-P", "prefork",
@@ -329,9 +326,9 @@ def _celery_worker(examples: Path, endpoint: str,
         try:
             yield {"CELERY_BROKER_URL": broker}
         finally:
-            logs[WORKER] = _stop(worker)
+            logs[WORKER] = stop(worker)
     finally:
-        _stop(redis)
+        stop(redis)
 
 
 def _wait_for_event(sink: LocalSink, name: str) -> None:
@@ -340,55 +337,6 @@ def _wait_for_event(sink: LocalSink, name: str) -> None:
         if time.monotonic() > deadline:
             return  # the report says what is missing, and shows what the worker printed
         time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    """Stop a shop's server and return what it printed.
-
-    SIGTERM lets it flush its events. When it takes over ``STOP_TIMEOUT``, or on another
-    Ctrl-C (which then goes on to stop the other servers), it is killed with its workers.
-    """
-    try:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        _kill_session(process)
-        output, _ = process.communicate()
-    except KeyboardInterrupt:
-        _kill_session(process)
-        process.wait()
-        raise
-    return output or ""
-
-
-def _kill_session(process: subprocess.Popen[str]) -> None:
-    """Kill ``process`` and every process of its session (a server's workers)."""
-    killpg = getattr(os, "killpg", None)
-    if killpg is None:  # Windows: no sessions
-        process.kill()
-        return
-    with contextlib.suppress(ProcessLookupError):  # all gone already
-        killpg(process.pid, signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until_listening(process: subprocess.Popen[str], port: int, name: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"the {name} server exited with {process.returncode}:\n{output}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"the {name} server did not listen within {READY_TIMEOUT:g} s")
 
 
 def _visit(base_url: str, name: str, order: bool = False) -> None:
