@@ -50,7 +50,7 @@ def bind_context(function: F) -> F:
         @functools.wraps(function)
         def run_generator(*args: Any, **kwargs: Any) -> Any:
             own = snapshot.copy()
-            return _steps(own, own.run(function, *args, **kwargs))
+            return steps_in(own, own.run(function, *args, **kwargs))
 
         return cast(F, run_generator)
 
@@ -61,7 +61,7 @@ def bind_context(function: F) -> F:
     return cast(F, run)
 
 
-def _steps(context: contextvars.Context, steps: Any) -> Generator[Any, Any, Any]:
+def steps_in(context: contextvars.Context, steps: Any) -> Generator[Any, Any, Any]:
     """Drive the generator or coroutine ``steps``, each step in ``context``; pass on what it
     yields (an ``asyncio`` future, say) and what comes back, thrown exceptions included."""
     advance: Callable[[Any], Any] = steps.send
@@ -91,4 +91,4 @@ class _Awaiting:
         self._steps = steps
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        return _steps(self._context, self._steps)
+        return steps_in(self._context, self._steps)

@@ -20,6 +20,8 @@ import time
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Callable, Final, Optional, Protocol, TypeVar, Union, cast
 
+from .binding import steps_in
+
 logger = logging.getLogger("posthog_integrations")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -296,22 +298,7 @@ def _steps_in_own_context(make: Callable[[], Generator[Any, Any, Any]],
     own.run(context.__enter__)
     escaped: BaseException | None = None
     try:
-        generator = own.run(make)
-        step: Callable[[Any], Any] = generator.send
-        argument: Any = None
-        while True:
-            try:
-                item = own.run(step, argument)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                argument = yield item
-                step = generator.send
-            except GeneratorExit:
-                own.run(generator.close)
-                raise
-            except BaseException as thrown:  # thrown in by the consumer: the generator's own
-                step, argument = generator.throw, thrown
+        return (yield from steps_in(own, own.run(make)))
     except BaseException as error:
         escaped = error
         raise
