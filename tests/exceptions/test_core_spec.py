@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import subprocess
 import sys
@@ -188,7 +189,7 @@ def test_a_suppressed_context_is_left_out(sink: LocalSink, make_client: ClientFa
 
 
 def _exception_group(message: str, members: list[Exception]) -> Exception:
-    group: Any = getattr(__import__("builtins"), "ExceptionGroup")
+    group: Any = vars(builtins)["ExceptionGroup"]  # named so on Python 3.9 too
     error: Exception = group(message, members)
     return error
 
