@@ -247,10 +247,12 @@ def group_identify(group_type: str, group_key: Any, properties: Mapping[str, Any
 
 
 def capture_exception(exc: BaseException | tuple[Any, Any, Any] | None = None, *,
-                      distinct_id: Any = None,
-                      properties: Mapping[str, Any] | None = None) -> str | None:
-    """Capture ``exc`` (default: the exception being handled) as ``$exception``."""
-    return _routed_client().capture_exception(exc, distinct_id=distinct_id, properties=properties)
+                      distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+                      level: str | None = None, fingerprint: str | None = None) -> str | None:
+    """Capture ``exc`` (default: the exception being handled) as ``$exception``; ``level`` and
+    ``fingerprint`` as in :meth:`Client.capture_exception`."""
+    return _routed_client().capture_exception(exc, distinct_id=distinct_id, properties=properties,
+                                              level=level, fingerprint=fingerprint)
 
 
 def flush(timeout: float = 10.0) -> bool:

@@ -193,7 +193,9 @@ def charge(order):
     raise PaymentError(f"card declined for {order}")
 order = "order-1"
 """], after=[""],
-        expect=[{"event": "$exception", "$exception_message": "card declined for order-1"}]),
+        expect=[{"event": "$exception", "$exception_message": "card declined for order-1",
+                 "$exception_level": "warning",
+                 "$exception_fingerprint": "payment-declined"}]),
     "One snapshot per request": Section(
         before=[IDENTIFIED], after=["assert flags.is_enabled('new-checkout')"],
         flags={"flags": {"new-checkout": "test"}},

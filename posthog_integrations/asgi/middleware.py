@@ -56,7 +56,8 @@ class PostHogMiddleware:
         self.app = app
         try:
             reject_unknown(options, OPTIONS, "PostHogMiddleware")
-            self._tracker = RequestTracker(client, RequestOptions.build(options), "asgi")
+            self._tracker = RequestTracker(client, RequestOptions.build(options),
+                                           "asgi.middleware")
             self._flush_timeout = positive_seconds("flush_timeout", flush_timeout)
         except ConfigurationError as error:
             _log_once(str(error))

@@ -30,10 +30,11 @@ from .exceptions import (
     captured_uuid,
     exception_list,
     mark_captured,
+    normalise_level,
     traceback_here,
     traceback_of,
 )
-from .hooks import ExceptHooks
+from .hooks import Boundary, ExceptHooks
 from .notices import Notices
 from .options import ClientOptions
 from .sender import Sender
@@ -51,6 +52,8 @@ _missing_key_warned = False
 # hands each accepted event to it instead of sending it. A module global, so that capturing
 # pays a single lookup for it when nothing records.
 _recorder: Recorder | None = None
+# $exception properties only the library writes: a caller's or a context's values are dropped.
+_RESERVED_EXCEPTION_PROPERTIES = ("$exception_source", "$debug_images")
 
 
 def set_recorder(recorder: Recorder | None) -> None:
@@ -220,11 +223,16 @@ class Client(FlagMethods):
             return self._failed("group_identify()")
 
     def capture_exception(self, exc: ExceptionInput = None, *, distinct_id: Any = None,
-                          properties: Mapping[str, Any] | None = None) -> str | None:
+                          properties: Mapping[str, Any] | None = None, level: str | None = None,
+                          fingerprint: str | None = None) -> str | None:
         """Capture ``exc`` (default: the exception being handled) as ``$exception``.
 
-        Returns the event uuid, or None when there is nothing to capture, it was already
-        captured, or it was not accepted.
+        ``level`` (default ``error``) is one of ``fatal``, ``error``, ``warning``, ``log``,
+        ``info``, ``debug``; ``fingerprint``, a non-empty string, groups the event
+        (``$exception_fingerprint``). A bad value of either is logged and left for its default.
+        ``properties`` never replace ``$exception_list``, ``$exception_level`` or
+        ``$exception_source``. Returns the event uuid, or None when there is nothing to
+        capture, it was already captured, or it was not accepted.
         """
         if self._disabled and _recorder is None:
             return self._refused()
@@ -236,13 +244,35 @@ class Client(FlagMethods):
             if not isinstance(error, BaseException):
                 logger.warning("capture_exception() found no exception to capture")
                 return None
-            return self._capture_error(error, mechanism="generic", handled=True, source=None,
-                                       level="error", distinct_id=distinct_id,
-                                       properties=properties)
+            return self._capture_error(
+                error, mechanism="generic", handled=True, source=None,
+                level="error" if level is None else self._typed_level(level),
+                distinct_id=distinct_id, properties=properties,
+                fingerprint=None if fingerprint is None else self._typed_fingerprint(fingerprint),
+            )
         except InvalidEvent as error:
             return self._reject(error.kind, f"capture_exception() refused an event: {error}")
         except Exception:
             return self._failed("capture_exception()")
+
+    def _typed_level(self, level: object) -> str:
+        normal = normalise_level(level)
+        if normal is None:
+            self._notices.warn(
+                "exception level", "capture_exception(level=%r): a level is one of fatal, error, "
+                "warning, log, info, debug; the event is captured with level='error'",
+                _shown(level), counted=False)
+            return "error"
+        return normal
+
+    def _typed_fingerprint(self, fingerprint: object) -> str | None:
+        if isinstance(fingerprint, str) and fingerprint.strip():
+            return fingerprint
+        self._notices.warn(
+            "exception fingerprint", "capture_exception(fingerprint=%r): a fingerprint is a "
+            "non-empty string; the event is captured without one", _shown(fingerprint),
+            counted=False)
+        return None
 
     def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
                     exception_source: str | None = None) -> _context.new_context:
@@ -306,10 +336,10 @@ class Client(FlagMethods):
         except Exception:
             return self._failed("capturing an escaping exception")
 
-    def _capture_uncaught(self, error: BaseException, source: str, level: str) -> None:
+    def _capture_uncaught(self, error: BaseException, boundary: Boundary) -> None:
         try:
-            self._capture_error(error, mechanism="generic", handled=False, source=source,
-                                level=level)
+            self._capture_error(error, mechanism=boundary.mechanism, handled=False,
+                                source=boundary.source, level=boundary.level)
         except InvalidEvent as error:
             self._reject(error.kind, f"an uncaught exception was not captured: {error}")
         except Exception:
@@ -317,7 +347,17 @@ class Client(FlagMethods):
 
     def _capture_error(self, error: BaseException, *, mechanism: str, handled: bool,
                        source: str | None, level: str, distinct_id: Any = None,
-                       properties: Mapping[str, Any] | None = None) -> str | None:
+                       properties: Mapping[str, Any] | None = None,
+                       fingerprint: str | None = None,
+                       extra: Mapping[str, Any] | None = None) -> str | None:
+        """Capture ``error`` as ``$exception`` with the metadata of its capture boundary.
+
+        ``mechanism`` (the outermost entry's ``mechanism.type``), ``handled``, ``source``
+        (``$exception_source``, or None to leave it out) and ``level`` (already normalised)
+        are the boundary's; ``fingerprint`` is a validated ``$exception_fingerprint``.
+        ``extra`` holds further library-built properties (JSON types only). The caller's
+        ``properties`` and the context's tags never replace what the library writes here.
+        """
         if captured_uuid(error) is not None:
             logger.debug("%s was already captured", type(error).__name__)
             return None
@@ -326,20 +366,26 @@ class Client(FlagMethods):
             synthetic = traceback_here(skip=2)
         entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
                                  handled=handled, synthetic_traceback=synthetic)
-        exception_properties: dict[str, Any] = {
-            "$exception_list": entries,
-            "$exception_level": level,
-            "$exception_type": entries[0]["type"],
-            "$exception_message": entries[0]["value"],
-        }
+        exception_properties: dict[str, Any] = dict(extra) if extra else {}
+        exception_properties["$exception_list"] = entries
+        exception_properties["$exception_level"] = level
+        exception_properties["$exception_type"] = entries[0]["type"]
+        exception_properties["$exception_message"] = entries[0]["value"]
         if source:
             exception_properties["$exception_source"] = source
+        if fingerprint is not None:
+            exception_properties["$exception_fingerprint"] = fingerprint
         caller = properties if isinstance(properties, Mapping) else {}
-        uuid = self._enqueue(build_event(
+        event = build_event(
             "$exception", distinct_id=distinct_id, properties=caller,
             library_properties=exception_properties, defaults=self._defaults,
             context=current_scope(),
-        ))
+        )
+        merged = event["properties"]
+        for reserved in _RESERVED_EXCEPTION_PROPERTIES:
+            if reserved in merged and reserved not in exception_properties:
+                del merged[reserved]
+        uuid = self._enqueue(event)
         if uuid is not None:
             mark_captured(error, uuid)
         return uuid
@@ -449,6 +495,14 @@ class Client(FlagMethods):
 
 
 Posthog = Client
+
+
+def _shown(value: object) -> object:
+    """``value`` as a warning shows it: a short plain value itself, else its type's name (the
+    repr of an arbitrary object could be huge, hold a secret, or raise)."""
+    if type(value) in (int, float, bool) or (type(value) is str and len(value) <= 100):
+        return value
+    return f"<{type(value).__name__}>"
 
 
 def _warn_missing_key() -> None:

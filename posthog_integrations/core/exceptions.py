@@ -36,6 +36,8 @@ MAX_LINE_CHARS = 300
 MAX_NAME_CHARS = 1024
 MAX_LIST_BYTES = 512 * 1024
 MAX_HELD_EXCEPTIONS = 256
+LEVELS = frozenset({"fatal", "error", "warning", "log", "info", "debug"})
+_LEVEL_ALIASES = {"warn": "warning", "critical": "fatal"}
 _LIBRARY_PACKAGES = ("/site-packages/", "/dist-packages/")
 
 
@@ -99,6 +101,16 @@ captured_uuid = _captured.uuid_of
 mark_captured = _captured.add
 
 
+def normalise_level(level: object) -> str | None:
+    """``level`` as one of :data:`LEVELS` (any case; ``warn`` and ``critical`` are read as
+    ``warning`` and ``fatal``), or None when it is none of them."""
+    if not isinstance(level, str):
+        return None
+    name = level.strip().lower()
+    name = _LEVEL_ALIASES.get(name, name)
+    return name if name in LEVELS else None
+
+
 def traceback_of(error: BaseException) -> types.TracebackType | None:
     """``error.__traceback__``, read without the hooks of the error's class."""
     traceback = _attribute(error, "__traceback__")
@@ -122,15 +134,15 @@ def exception_list(
 ) -> list[dict[str, Any]]:
     """The canonical ``$exception_list`` for ``error`` (outermost first).
 
-    ``synthetic_traceback`` stands in for the stack of an exception that was never raised.
+    ``synthetic_traceback`` stands in for the stack of an exception that was never raised; the
+    outermost entry's ``mechanism.synthetic`` says whether it did.
     """
     entries: list[dict[str, Any]] = []
     for exception_id, (current, parent_id, source) in enumerate(_walk(error)):
         mechanism: dict[str, Any]
         if parent_id is None:
-            mechanism = {"type": mechanism_type, "handled": handled, "exception_id": 0}
-            if synthetic_traceback is not None:
-                mechanism["synthetic"] = True
+            mechanism = {"type": mechanism_type, "handled": handled,
+                         "synthetic": synthetic_traceback is not None, "exception_id": 0}
         else:
             mechanism = {"type": "chained", "source": source, "exception_id": exception_id,
                          "parent_id": parent_id}
@@ -275,12 +287,13 @@ def _frame(frame: types.FrameType, lineno: int, rules: InAppRules) -> dict[str, 
     result: dict[str, Any] = {
         "platform": "python",
         "filename": _cut(_relative_filename(abs_path, module) if abs_path else name),
-        "abs_path": _cut(abs_path) if abs_path else None,
         "function": _cut(getattr(code, "co_qualname", code.co_name) or "<unknown>"),
-        "module": _cut(module) if module else None,
         "lineno": lineno,
     }
+    if module:  # unknown values are left out, never written as null
+        result["module"] = _cut(module)
     if abs_path:
+        result["abs_path"] = _cut(abs_path)
         lines = linecache.getlines(code.co_filename, frame.f_globals)
         if 0 < lineno <= len(lines):
             index = lineno - 1

@@ -5,9 +5,23 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-Report = Callable[[BaseException, str, str], None]  # (error, $exception_source, level)
+UNCAUGHT = "onuncaughtexception"  # mechanism.type of what no code caught, in any thread
+
+
+class Boundary(NamedTuple):
+    """Where an exception was caught, as the exception spec names it."""
+
+    source: str  # $exception_source
+    level: str  # $exception_level
+    mechanism: str  # mechanism.type of the outermost entry
+
+
+MAIN_THREAD = Boundary("python.sys_excepthook", "fatal", UNCAUGHT)  # the process ends
+OTHER_THREAD = Boundary("python.threading_excepthook", "error", UNCAUGHT)  # it goes on
+
+Report = Callable[[BaseException, Boundary], None]
 
 
 class ExceptHooks:
@@ -35,13 +49,13 @@ class ExceptHooks:
                   traceback: types.TracebackType | None) -> None:
         try:
             if isinstance(error, Exception):
-                self._report(error, "python.sys_excepthook", "fatal")
+                self._report(error, MAIN_THREAD)
         finally:
             (self._previous_sys or sys.__excepthook__)(kind, error, traceback)
 
     def _threading_hook(self, args: threading.ExceptHookArgs) -> None:
         try:
             if isinstance(args.exc_value, Exception):
-                self._report(args.exc_value, "python.threading_excepthook", "error")
+                self._report(args.exc_value, OTHER_THREAD)
         finally:
             (self._previous_threading or threading.__excepthook__)(args)

@@ -22,12 +22,15 @@ class Notices:
         self._interval = interval
         self._next: dict[str, float] = {}
 
-    def warn(self, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
-        """Log ``message`` unless a line of this ``kind`` was logged within the interval."""
+    def warn(self, kind: str, message: str, *args: Any, exc_info: bool = False,
+             counted: bool = True) -> None:
+        """Log ``message`` unless a line of this ``kind`` was logged within the interval;
+        ``counted`` says whether stats() counts what the line is about (a dropped event)."""
         now = time.monotonic()
         due = self._next.get(kind)
         if due is not None and now < due:
             return
         self._next[kind] = now + self._interval
-        logger.warning(message + " (more of these are counted in stats(), logged at most once "
-                       "a minute)", *args, exc_info=exc_info)
+        counting = "more of these are counted in stats(), " if counted else "more of these are "
+        logger.warning(message + f" ({counting}logged at most once a minute)", *args,
+                       exc_info=exc_info)

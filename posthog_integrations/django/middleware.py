@@ -32,6 +32,9 @@ from .apps import PostHogConfig
 
 logger = logging.getLogger("posthog_integrations")
 
+# $exception_source of what Django's middleware hooks and got_request_exception catch, also in
+# a request whose context our ASGI or WSGI middleware opened.
+SOURCE = "django.middleware"
 # What Django answers with 404, 403 and 400: expected, not errors worth an $exception event.
 NOT_CAPTURED = (Http404, PermissionDenied, SuspiciousOperation)
 # How long an async request's first capture may wait for its user to be looked up off the loop.
@@ -86,7 +89,7 @@ class PostHogMiddleware:
             _configure_without_the_app(config)
             celery_binding.bind_once(config.celery, self._client())
         self._pageviews = config.request_options.capture_pageviews
-        self._tracker = RequestTracker(self._client(), config.request_options, "django",
+        self._tracker = RequestTracker(self._client(), config.request_options, SOURCE,
                                        _user_id if config.identify_user else None)
         self._async = iscoroutinefunction(get_response)
         if self._async:
@@ -144,7 +147,7 @@ class PostHogMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         context = current_request()
         if context is not None and not isinstance(exception, NOT_CAPTURED):
-            context.capture_exception(exception)
+            context.capture_exception(exception, source=SOURCE)
 
 
 _configured_without_the_app = False
@@ -175,7 +178,7 @@ def _on_request_exception(sender: Any, request: Any = None, **kwargs: Any) -> No
     if context is not None and isinstance(error, Exception) and not isinstance(
         error, NOT_CAPTURED
     ):
-        context.capture_exception(error)
+        context.capture_exception(error, source=SOURCE)
 
 
 class PosthogContextMiddleware(PostHogMiddleware):

@@ -34,6 +34,7 @@ EXTENSION_OPTIONS = frozenset({"identify_user"})
 OPTIONS = CLIENT_OPTIONS | REQUEST_OPTIONS | EXTENSION_OPTIONS
 """Every setting the extension reads, as keyword arguments; ``POSTHOG_`` + upper case in
 ``app.config``."""
+SIGNAL_SOURCE = "flask.got_request_exception"  # $exception_source of what Flask's signal reports
 OWN_CLIENT_HINT = "PostHog(app).client, app.extensions['posthog'].client"
 
 
@@ -48,9 +49,9 @@ class _AppState:
 
 class _FlaskMiddleware(PostHogMiddleware):
     """The WSGI middleware, describing requests with Flask's matched URL rule and identifying
-    them by Flask-Login's user (with ``identify_user``)."""
-
-    source = "flask"
+    them by Flask-Login's user (with ``identify_user``). What Flask's signal reports comes
+    from ``flask.got_request_exception``; what fails outside Flask's request handling (a
+    streamed body) is caught here, as ``wsgi.middleware``."""
 
     def __init__(self, app: Any, *, identify_user: bool, **options: Any) -> None:
         self._identify_user = identify_user
@@ -210,7 +211,7 @@ def _on_request_exception(sender: Flask, exception: BaseException | None = None,
     if context is not None and isinstance(error, Exception) and not isinstance(
         error, HTTPException
     ):
-        context.capture_exception(error)
+        context.capture_exception(error, source=SIGNAL_SOURCE)
 
 
 def _flask_login_user_id(environ: dict[str, Any]) -> str | None:

@@ -363,12 +363,17 @@ class RequestContext:
             if facts.computed and current_request() is self:
                 tag("$route", route)
 
-    def capture_exception(self, error: BaseException, status: int | None = None) -> None:
-        """Report an exception that escaped the request, once, with this request's state."""
+    def capture_exception(self, error: BaseException, status: int | None = None, *,
+                          source: str | None = None) -> None:
+        """Report an exception that escaped the request, once, with this request's state.
+
+        ``source`` names the hook that caught it (``$exception_source``) when it is not the
+        middleware that opened this request's context (a framework's own hook inside it).
+        """
         if not self.options.capture_exceptions or not isinstance(error, Exception):
             return
         properties = None if status is None else {"$response_status_code": status}
-        self.client._capture_escaped(error, self.source, properties)
+        self.client._capture_escaped(error, source or self.source, properties)
 
     def finish(self, status: int | None, content_type: str | None) -> None:
         """The response was sent: capture ``$pageview`` for a successful HTML ``GET``."""

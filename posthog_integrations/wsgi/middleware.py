@@ -34,7 +34,7 @@ class PostHogMiddleware:
     :class:`~posthog_integrations.web.RequestOptions`.
     """
 
-    source = "wsgi"  # $exception_source of what escapes the app
+    source = "wsgi.middleware"  # $exception_source of what escapes the app
 
     def __init__(self, app: WSGIApp, *, client: Client | None = None,
                  **options: Unpack[RequestSettings]) -> None:

@@ -130,7 +130,7 @@ def test_an_exception_reaches_the_server_unchanged_and_is_captured_once(
     assert event["distinct_id"] == "user-1"
     assert [e["type"] for e in props["$exception_list"]] == ["Boom", "KeyError"]
     assert props["$exception_list"][0]["mechanism"]["handled"] is False
-    assert props["$exception_source"] == "asgi"
+    assert props["$exception_source"] == "asgi.middleware"
     assert (props["$request_path"], props["$route"]) == ("/fail", "/fail")
 
 

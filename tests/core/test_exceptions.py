@@ -53,7 +53,9 @@ def test_manual_capture_builds_the_canonical_list(
     )
     outer, middle, root = properties["$exception_list"]
     assert (outer["type"], outer["value"]) == ("RuntimeError", "while handling")
-    assert outer["mechanism"] == {"type": "generic", "handled": True, "exception_id": 0}
+    assert outer["mechanism"] == {
+        "type": "generic", "handled": True, "synthetic": False, "exception_id": 0
+    }
     assert (middle["type"], middle["value"]) == ("ValueError", "bad value")
     assert middle["mechanism"] == {
         "type": "chained", "source": "context", "exception_id": 1, "parent_id": 0
@@ -211,7 +213,7 @@ def test_context_exit_captures_unhandled_with_its_source(
     assert event["properties"]["where"] == "inner"
     assert event["properties"]["$exception_source"] == "asgi"
     assert event["properties"]["$exception_list"][0]["mechanism"] == {
-        "type": "middleware", "handled": False, "exception_id": 0
+        "type": "middleware", "handled": False, "synthetic": False, "exception_id": 0
     }
 
 

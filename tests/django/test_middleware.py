@@ -84,7 +84,7 @@ def test_a_view_exception_is_captured_once_and_still_raised(default_client: Post
     assert error["distinct_id"] == "user-1"
     assert [e["type"] for e in props["$exception_list"]] == ["ViewFailed", "KeyError"]
     assert (props["$request_path"], props["$route"]) == ("/fail/", "/fail/")
-    assert props["$exception_source"] == "django"
+    assert props["$exception_source"] == "django.middleware"
 
 
 def test_the_500_response_is_unchanged(default_client: PostHogClient, sink: LocalSink) -> None:

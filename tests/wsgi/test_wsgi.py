@@ -112,7 +112,7 @@ def test_an_error_while_iterating_is_captured_once_and_reraised(client: Client,
     [error] = delivered(client, sink, event="$exception")
     assert error["distinct_id"] == "user-1"
     assert error["properties"]["$response_status_code"] == 200
-    assert error["properties"]["$exception_source"] == "wsgi"
+    assert error["properties"]["$exception_source"] == "wsgi.middleware"
     assert body.closed
 
 
