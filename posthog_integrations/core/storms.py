@@ -145,11 +145,14 @@ def _caller_outside_library() -> types.FrameType | None:
 _live_limiters: weakref.WeakSet[StormLimiter] = weakref.WeakSet()
 
 
-def _reset_after_fork() -> None:
-    """A forked child starts with full buckets and fresh locks: its parent's storm is not its."""
+def reset_all() -> None:
+    """Every limiter forgets every kind, with a fresh lock. A forked child starts so (its
+    parent's storm is not its own), and so does each recording of
+    :func:`posthog_integrations.testing.capture_events` (one test's exceptions must not hold
+    back the next test's)."""
     for limiter in list(_live_limiters):
         limiter._reset()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    os.register_at_fork(after_in_child=reset_all)

@@ -293,3 +293,20 @@ def test_a_forked_child_starts_with_full_buckets(
     assert child_exit_code(pid, timeout=30, hung="the forked child hung") == 0
     assert client.capture_exception(failure()) is None  # the parent's bucket is still empty
     assert len(delivered(client, sink, event="$exception")) == 3 + 3
+
+
+def test_each_recording_starts_with_full_buckets() -> None:
+    from posthog_integrations.testing import capture_events
+
+    client = Client(send=False)  # no key: it records inside capture_events(), nothing else
+    try:
+        with capture_events() as first:
+            for _ in range(DEFAULT_BURST + 10):
+                client.capture_exception(failure())
+        assert len(first.named("$exception")) == DEFAULT_BURST
+        # A later test's first exception of that kind is recorded, whatever earlier tests did.
+        with capture_events() as second:
+            client.capture_exception(failure())
+        assert len(second.named("$exception")) == 1
+    finally:
+        client.shutdown()
