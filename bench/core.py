@@ -38,9 +38,11 @@ __all__ = [
     "run_all",
     "run_with_client",
     "samples_metrics",
+    "storm_captures",
 ]
 
 TEN_PROPERTIES: dict[str, Any] = {f"k{i}": i for i in range(10)}
+STORM_REASON = "exception_storm"  # ours: what its storm limiter held back
 FLUSH_TIMEOUT = 120.0
 SHUTDOWN_TIMEOUT = 30.0
 ARRIVAL_TIMEOUT = 30.0
@@ -177,8 +179,13 @@ def run_with_client(
     endpoint: Endpoint,
     result: RunResult,
     body: Callable[[Any], int],
+    *,
+    make_client: Callable[[str, str], Any] | None = None,
+    expected_drops: frozenset[str] = frozenset(),
 ) -> None:
-    """Build a client, run ``body(client) -> events captured``, shut down, check arrival."""
+    """Build a client, run ``body(client) -> events expected to arrive``, shut down, check
+    arrival. Drops under ``expected_drops`` reasons (the body leaves them out of what it
+    expects) do not fail the run; any other drop does."""
     api_key = api_key_for(variant, result.benchmark, result.round)
     logger = logging.getLogger(variant.logger_name)
     counter = WarningCounter()
@@ -188,14 +195,14 @@ def run_with_client(
     try:
         endpoint.clear()
         gc.collect()
-        client = variant.make_client(endpoint.url, api_key)
+        client = (make_client or variant.make_client)(endpoint.url, api_key)
         captured = body(client)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         if client is not None:
             try:
-                result.client_dropped = variant.dropped(client)
+                result.client_dropped = _unexpected_drops(variant, client, expected_drops)
                 variant.shutdown(client, SHUTDOWN_TIMEOUT)
             except Exception as exc:
                 result.error = result.error or f"shutdown failed: {type(exc).__name__}: {exc}"
@@ -210,6 +217,13 @@ def run_with_client(
         endpoint.clear()
     except Exception as exc:
         result.error = result.error or f"endpoint clear failed: {exc}"
+
+
+def _unexpected_drops(variant: Variant, client: Any, expected: frozenset[str]) -> int | None:
+    drops = variant.drops_by_reason(client) if expected else None
+    if drops is None:
+        return variant.dropped(client)
+    return sum(count for reason, count in drops.items() if reason not in expected)
 
 
 def _capture_cost(properties: Mapping[str, Any] | None) -> Callable[
@@ -357,10 +371,49 @@ def _capture_exception(
     run_with_client(variant, endpoint, result, body)
 
 
+def storm_captures(settings: Settings) -> int:
+    """How many exceptions of one kind the storm benchmark captures."""
+    return settings.samples * 10
+
+
+def _exception_storm(
+    variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult
+) -> None:
+    """capture_exception() of the same kind of exception (a fresh 3-deep chain raised at one
+    place), over and over, as an endpoint failing on every request does: ours sends its burst
+    and holds the rest back, counted under ``exception_storm``; the official client sends all.
+    """
+
+    def body(client: Any) -> int:
+        clock = time.perf_counter_ns
+        count = storm_captures(settings)
+        samples: list[float] = []
+        for _ in range(count):
+            error = _chained_error()
+            start = clock()
+            variant.capture_exception(client, error)
+            samples.append((clock() - start) / 1000.0)
+        result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
+        held_back = (variant.drops_by_reason(client) or {}).get(STORM_REASON, 0)
+        result.samples_us = samples
+        result.metrics = {
+            **samples_metrics(samples),
+            "captured": float(count),
+            "held_back": float(held_back),
+            "delivered": float(count - held_back),
+        }
+        return count - held_back
+
+    run_with_client(variant, endpoint, result, body, make_client=variant.make_storm_client,
+                    expected_drops=frozenset({STORM_REASON}))
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("context", "context", "context: enter, 5 tags, identify, session", _context),
     Benchmark("capture_exception", "exception", "capture_exception(), 3-deep chain",
               _capture_exception),
+    Benchmark("exception_storm", "exception", "capture_exception() under a storm",
+              _exception_storm),
     Benchmark("capture_0", "capture", "capture(), 0 properties", _capture_cost(None)),
     Benchmark("capture_10", "capture", "capture(), 10 properties", _capture_cost(TEN_PROPERTIES)),
     Benchmark("delivery", "delivery", "delivery of gzip batches, 10 properties", _delivery),

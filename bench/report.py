@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core import Benchmark, RunResult, Settings
+from .core import Benchmark, RunResult, Settings, storm_captures
 
 __all__ = ["RESULTS_DIR", "Row", "Summary", "build_rows", "load_average", "render_markdown",
            "render_text", "summarise", "write_results"]
@@ -59,6 +59,7 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
     keys = {benchmark.key for benchmark in benchmarks}
     events = f"{settings.delivery_events:,}"
     burst = f"{settings.burst_events:,}"
+    storm = f"{storm_captures(settings):,}"
     more, fewer, smaller = ("more", "fewer"), ("fewer", "more"), ("smaller", "larger")
     rows = [
         Row("context", "median_us", "context: enter + 5 tags + identify + session [µs]",
@@ -66,6 +67,12 @@ def build_rows(settings: Settings, benchmarks: Sequence[Benchmark]) -> list[Row]
         Row("capture_exception", "median_us",
             "capture_exception(), 3-deep chain [µs/call; median (p10-p90)]",
             True, 60.0, "official ≈ 274", "samples", 1),
+        Row("exception_storm", "median_us",
+            f"capture_exception() under a storm, {storm} of one kind"
+            " [µs/call; median (p10-p90)]", True, None, "", "samples", 2),
+        Row("exception_storm", "delivered",
+            f"storm: $exception events delivered of {storm} [events; median (min-max)]",
+            True, None, "", "rounds", 0, words=fewer),
         Row("capture_0", "median_us", "capture(), 0 props [µs/call; median (p10-p90)]",
             True, 6.0, "official ≈ 59", "samples", 2),
         Row("capture_10", "median_us", "capture(), 10 props [µs/call; median (p10-p90)]",

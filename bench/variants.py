@@ -2,8 +2,10 @@
 
 A :class:`Variant` builds a client pointed at a capture endpoint, captures, flushes and shuts it
 down. Both libraries are configured with their default delivery settings, except
-``max_queue_size`` (large enough that nothing is dropped) and gzip, which is on for both;
-:meth:`Variant.make_default_client` keeps every default (the burst benchmark).
+``max_queue_size`` (large enough that nothing is dropped) and gzip, which is on for both, and
+ours' exception storm limit, which is off so that ``capture_exception()`` of one kind, over and
+over, is measured capturing; :meth:`Variant.make_storm_client` keeps it on (the storm
+benchmark), and :meth:`Variant.make_default_client` keeps every default (the burst benchmark).
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class Variant(abc.ABC):
 
     @abc.abstractmethod
     def make_client(self, url: str, api_key: str) -> Any: ...
+
+    def make_storm_client(self, url: str, api_key: str) -> Any:
+        """:meth:`make_client`'s client with the library's own exception storm limit, if any."""
+        return self.make_client(url, api_key)
 
     @abc.abstractmethod
     def make_default_client(self, url: str, api_key: str) -> Any:
@@ -115,7 +121,14 @@ class OursVariant(Variant):
         self.label = f"posthog-integrations {__version__}"
 
     def make_client(self, url: str, api_key: str) -> Any:
-        client = self._client_class(api_key, host=url, max_queue_size=MAX_QUEUE_SIZE, gzip=True)
+        return self._make(url, api_key, exception_rate_limit=False)
+
+    def make_storm_client(self, url: str, api_key: str) -> Any:
+        return self._make(url, api_key)
+
+    def _make(self, url: str, api_key: str, **options: Any) -> Any:
+        client = self._client_class(api_key, host=url, max_queue_size=MAX_QUEUE_SIZE, gzip=True,
+                                    **options)
         if not client.options.gzip or client.options.sync_mode or not client.options.send:
             raise RuntimeError(f"unexpected client options: {client.options!r}")
         return client

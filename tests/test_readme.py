@@ -196,6 +196,20 @@ order = "order-1"
         expect=[{"event": "$exception", "$exception_message": "card declined for order-1",
                  "$exception_level": "warning",
                  "$exception_fingerprint": "payment-declined"}]),
+    "Exception storms": Section(
+        before=["""
+class PaymentError(Exception):
+    pass
+def charge(order):
+    raise PaymentError(f"card declined for {order}")
+orders = [f"order-{number}" for number in range(100)]
+"""], after=["""
+client.shutdown()
+stats = client.stats()
+assert stats.dropped_by_reason["exception_storm"] == 100 - stats.sent, stats
+assert 30 <= stats.sent <= 40, stats
+"""],
+        expect=[{"event": "$exception", "$exception_message": "card declined for order-0"}]),
     "One snapshot per request": Section(
         before=[IDENTIFIED], after=["assert flags.is_enabled('new-checkout')"],
         flags={"flags": {"new-checkout": "test"}},

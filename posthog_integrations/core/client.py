@@ -39,6 +39,7 @@ from .notices import Notices
 from .options import ClientOptions
 from .sender import Sender
 from .stats import ClientStats, Counters
+from .storms import HELD_BACK_PROPERTY, StormLimiter
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -104,6 +105,8 @@ class Client(FlagMethods):
         self._send = self.options.send and not self._disabled
         self._next_queue_full_warning = 0.0
         self._sender = Sender(self.options, self._counters)
+        self._storms = StormLimiter(self.options.exception_rate_limit, self._counters,
+                                    self._notices)
         self._in_app = InAppRules(
             os.path.abspath(self.options.project_root or os.getcwd()),
             self.options.in_app_include,
@@ -361,6 +364,9 @@ class Client(FlagMethods):
         if captured_uuid(error) is not None:
             logger.debug("%s was already captured", type(error).__name__)
             return None
+        held_back = self._storms.admit(error)
+        if held_back is None:
+            return None
         synthetic: types.TracebackType | None = None
         if traceback_of(error) is None:
             synthetic = traceback_here(skip=2)
@@ -375,6 +381,8 @@ class Client(FlagMethods):
             exception_properties["$exception_source"] = source
         if fingerprint is not None:
             exception_properties["$exception_fingerprint"] = fingerprint
+        if held_back:
+            exception_properties[HELD_BACK_PROPERTY] = held_back
         caller = properties if isinstance(properties, Mapping) else {}
         event = build_event(
             "$exception", distinct_id=distinct_id, properties=caller,

@@ -60,6 +60,7 @@ class ClientOptions:
     disable_geoip: bool = True
     historical_migration: bool = False
     enable_exception_autocapture: bool = False
+    exception_rate_limit: tuple[int, float] | None = (30, 2.0)  # (burst, per second); see storms
     project_root: str | None = None
     in_app_include: tuple[str, ...] = ()
     in_app_exclude: tuple[str, ...] = ()
@@ -237,7 +238,32 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = _module_names(name, out[name])
     if "flag_defaults" in out:
         out["flag_defaults"] = _flag_defaults(out["flag_defaults"])
+    if "exception_rate_limit" in out:
+        out["exception_rate_limit"] = _rate_limit("exception_rate_limit",
+                                                  out["exception_rate_limit"])
     return out
+
+
+def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
+    """``(burst, per_second)`` from a pair or a ``{"burst", "per_second"}`` mapping; False
+    (or None given directly) turns the limit off."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, Mapping) and set(value) == {"burst", "per_second"}:
+        burst, per_second = value["burst"], value["per_second"]
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        burst, per_second = value
+    else:
+        raise ConfigurationError(f"{name} must be (burst, per_second), {{'burst': ..., "
+                                 f"'per_second': ...}} or False, got {shown(value)}")
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ConfigurationError(f"{name}: burst must be an integer of at least 1, "
+                                 f"got {shown(burst)}")
+    if isinstance(per_second, bool) or not isinstance(per_second, (int, float)) or \
+            not 0 < per_second < float("inf"):
+        raise ConfigurationError(f"{name}: per_second must be a positive number, "
+                                 f"got {shown(per_second)}")
+    return burst, float(per_second)
 
 
 def _cache_url(value: Any) -> str:

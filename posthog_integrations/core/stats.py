@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 DROP_REASONS = (
     "queue_full", "before_send", "oversize", "failed", "shutdown", "invalid", "disabled",
-    "invalid_configuration",
+    "invalid_configuration", "exception_storm",
 )
 # What of a context did not reach a background task (the Celery integration's message header):
 # tags left out to keep it under its size cap, whole headers left out because even the identity

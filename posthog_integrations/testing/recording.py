@@ -10,6 +10,7 @@ from typing import Any, overload
 
 from posthog_integrations.core import client as client_module
 from posthog_integrations.core.serialization import encode_event
+from posthog_integrations.core.storms import reset_all as reset_storm_limits
 
 Event = dict[str, Any]
 
@@ -90,9 +91,11 @@ def capture_events() -> Iterator[CapturedEvents]:
     """Record what every client captures inside the block, instead of sending it.
 
     Clients without an API key record too, so tests need no configuration. Nothing goes to
-    the network. Blocks nest: the inner one records alone while it lasts.
+    the network. Blocks nest: the inner one records alone while it lasts. Each block starts
+    with the exception storm limits' buckets full, so no test is held back by an earlier one.
     """
     events = CapturedEvents()
+    reset_storm_limits()
     with _lock:
         previous = client_module._recorder
         client_module.set_recorder(events.record)

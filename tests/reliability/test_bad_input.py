@@ -502,6 +502,9 @@ usable_option: dict[str, Callable[[Any], bool]] = {
         isinstance(v, str) and v.split(":", 1)[0].lower() in ("redis", "rediss", "unix")),
     "flag_defaults": lambda v: isinstance(v, Mapping) and all(
         isinstance(k, str) and k and isinstance(d, (bool, str)) for k, d in v.items()),
+    "exception_rate_limit": lambda v: v is None or (
+        type(v) is tuple and type(v[0]) is int and v[0] >= 1 and type(v[1]) is float
+        and 0 < v[1] < math.inf),
 }
 
 
