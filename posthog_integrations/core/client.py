@@ -116,6 +116,11 @@ class Client(FlagMethods):
         if self.options.enable_exception_autocapture and not self._disabled:
             self._hooks = ExceptHooks(self._capture_uncaught)
             self._hooks.install()
+        self._stop_logging: Callable[[], None] | None = None  # capture_logging's root handler
+        if self.options.capture_logging is not None and not self._disabled:
+            from posthog_integrations.logging import install_root_handler
+
+            self._stop_logging = install_root_handler(self, self.options.capture_logging)
 
     def __repr__(self) -> str:
         state = "disabled" if self._disabled else "closed" if self._closed else "active"
@@ -280,6 +285,8 @@ class Client(FlagMethods):
         if self._hooks is not None:
             self._hooks.uninstall()
             self._hooks = None
+        if self._stop_logging is not None:
+            self._stop_logging()
         if self._disabled:
             return True
         try:
@@ -317,13 +324,14 @@ class Client(FlagMethods):
 
     def _capture_error(self, error: BaseException, *, mechanism: str, handled: bool,
                        source: str | None, level: str, distinct_id: Any = None,
-                       properties: Mapping[str, Any] | None = None) -> str | None:
+                       properties: Mapping[str, Any] | None = None,
+                       synthetic_stack: types.TracebackType | None = None) -> str | None:
         if captured_uuid(error) is not None:
             logger.debug("%s was already captured", type(error).__name__)
             return None
         synthetic: types.TracebackType | None = None
         if traceback_of(error) is None:
-            synthetic = traceback_here(skip=2)
+            synthetic = synthetic_stack or traceback_here(skip=2)
         entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
                                  handled=handled, synthetic_traceback=synthetic)
         exception_properties: dict[str, Any] = {

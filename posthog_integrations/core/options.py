@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import threading
 import types
@@ -60,6 +61,9 @@ class ClientOptions:
     disable_geoip: bool = True
     historical_migration: bool = False
     enable_exception_autocapture: bool = False
+    # The level from which log records become $exception events (a handler on the root logger
+    # while the client runs); None: off. Given as True (ERROR), False, a level name or number.
+    capture_logging: int | None = None
     project_root: str | None = None
     in_app_include: tuple[str, ...] = ()
     in_app_exclude: tuple[str, ...] = ()
@@ -237,7 +241,25 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = _module_names(name, out[name])
     if "flag_defaults" in out:
         out["flag_defaults"] = _flag_defaults(out["flag_defaults"])
+    if "capture_logging" in out:
+        out["capture_logging"] = _logging_level(out["capture_logging"])
     return out
+
+
+def _logging_level(value: Any) -> int | None:
+    """``capture_logging``: None when off, else the level from which records are captured."""
+    if value is False:
+        return None
+    if value is True:
+        return logging.ERROR
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):  # a registered level name
+            return level
+    raise ConfigurationError("capture_logging must be True, False, a logging level name such "
+                             f"as 'WARNING' or a level number, got {shown(value)}")
 
 
 def _cache_url(value: Any) -> str:
