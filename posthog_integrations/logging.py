@@ -21,7 +21,7 @@ import sys
 import threading
 import types
 import weakref
-from typing import Any, Callable
+from typing import Callable
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.handled import capture_handled, routed_client
@@ -77,9 +77,9 @@ class PostHogHandler(logging.Handler):
         self.client = client
         self.capture_without_exc_info = capture_without_exc_info
 
-    def createLock(self) -> None:  # noqa: N802  (logging's name)
+    def createLock(self) -> None:
         # emit() is thread-safe: records from many threads need not queue behind one lock.
-        self.lock = None  # type: ignore[assignment]
+        self.lock = None
 
     def _at_fork_reinit(self) -> None:
         """No lock to reinitialise after a fork."""

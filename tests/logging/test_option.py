@@ -60,7 +60,8 @@ def test_two_clients_with_the_option_capture_a_logged_exception_once(
 ) -> None:
     first, second = make_client(capture_logging=True), make_client(capture_logging=True)
     log_failure("tests.logging.option")
-    assert first.flush(timeout=5) and second.flush(timeout=5)
+    assert first.flush(timeout=5)
+    assert second.flush(timeout=5)
     assert len(sink.events(event="$exception")) == 1  # the sink is both clients' endpoint
 
 
