@@ -194,6 +194,17 @@ def charge(order):
 order = "order-1"
 """], after=[""],
         expect=[{"event": "$exception", "$exception_message": "card declined for order-1"}]),
+    "Logging": Section(
+        before=["""
+class PaymentError(Exception):
+    pass
+def charge(order):
+    raise PaymentError(f"card declined for {order}")
+order = "order-1"
+"""], after=[""],
+        expect=[{"event": "$exception", "$exception_message": "card declined for order-1",
+                 "$exception_source": "python.logging", "$exception_level": "error",
+                 "$log_message": "charging order-1 failed", "$logger_name": "shop.payments"}]),
     "One snapshot per request": Section(
         before=[IDENTIFIED], after=["assert flags.is_enabled('new-checkout')"],
         flags={"flags": {"new-checkout": "test"}},
