@@ -21,7 +21,7 @@ import sys
 import threading
 import types
 import weakref
-from typing import Callable
+from typing import Any, Callable
 
 from posthog_integrations.core.client import Client
 from posthog_integrations.core.handled import capture_handled, routed_client
@@ -77,12 +77,15 @@ class PostHogHandler(logging.Handler):
         self.client = client
         self.capture_without_exc_info = capture_without_exc_info
 
-    def createLock(self) -> None:
-        # emit() is thread-safe: records from many threads need not queue behind one lock.
-        self.lock = None
-
-    def _at_fork_reinit(self) -> None:
-        """No lock to reinitialise after a fork."""
+    def handle(self, record: logging.LogRecord) -> Any:
+        """Filter, then emit without the handler's lock: ``emit`` is thread-safe, and records
+        from many threads need not queue behind one lock."""
+        passed: object = self.filter(record)  # a bool, or a record from 3.12
+        if isinstance(passed, logging.LogRecord):
+            record = passed
+        if passed:
+            self.emit(record)
+        return passed
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(_emitting, "active", False):

@@ -276,3 +276,21 @@ def test_threads_logging_at_once_each_get_their_own_events(
     for event in events:
         order = event["properties"]["$log_message"].split()[1]
         assert event["distinct_id"] == f"worker-{order.split('-')[0]}"
+
+
+def test_records_are_captured_without_waiting_for_the_handler_lock(
+    make_client: ClientFactory, sink: LocalSink, app_logger: logging.Logger
+) -> None:
+    client = make_client()
+    handler = PostHogHandler(client=client)
+    app_logger.addHandler(handler)
+    logged = threading.Thread(target=charge, args=(app_logger, "order-5"))
+    handler.acquire()  # held, as while another thread sets its formatter
+    try:
+        logged.start()
+        logged.join(timeout=30)
+        assert not logged.is_alive(), "logging waited for the handler's lock"
+    finally:
+        handler.release()
+        logged.join()
+    assert len(exceptions(client, sink)) == 1
