@@ -196,6 +196,17 @@ order = "order-1"
         expect=[{"event": "$exception", "$exception_message": "card declined for order-1",
                  "$exception_level": "warning",
                  "$exception_fingerprint": "payment-declined"}]),
+    "Logging": Section(
+        before=["""
+class PaymentError(Exception):
+    pass
+def charge(order):
+    raise PaymentError(f"card declined for {order}")
+order = "order-1"
+"""], after=[""],
+        expect=[{"event": "$exception", "$exception_message": "card declined for order-1",
+                 "$exception_source": "python.logging", "$exception_level": "error",
+                 "$log_message": "charging order-1 failed", "$logger_name": "shop.payments"}]),
     "Exception storms": Section(
         before=["""
 class PaymentError(Exception):

@@ -122,6 +122,11 @@ class Client(FlagMethods):
         if self.options.enable_exception_autocapture and not self._disabled:
             self._hooks = ExceptHooks(self._capture_uncaught)
             self._hooks.install()
+        self._stop_logging: Callable[[], None] | None = None  # capture_logging's root handler
+        if self.options.capture_logging is not None and not self._disabled:
+            from posthog_integrations.logging import install_root_handler
+
+            self._stop_logging = install_root_handler(self, self.options.capture_logging)
 
     def __repr__(self) -> str:
         state = "disabled" if self._disabled else "closed" if self._closed else "active"
@@ -313,6 +318,8 @@ class Client(FlagMethods):
         if self._hooks is not None:
             self._hooks.uninstall()
             self._hooks = None
+        if self._stop_logging is not None:
+            self._stop_logging()
         if self._disabled:
             return True
         try:
@@ -352,14 +359,17 @@ class Client(FlagMethods):
                        source: str | None, level: str, distinct_id: Any = None,
                        properties: Mapping[str, Any] | None = None,
                        fingerprint: str | None = None,
-                       extra: Mapping[str, Any] | None = None) -> str | None:
+                       extra: Mapping[str, Any] | None = None,
+                       synthetic_stack: types.TracebackType | None = None) -> str | None:
         """Capture ``error`` as ``$exception`` with the metadata of its capture boundary.
 
         ``mechanism`` (the outermost entry's ``mechanism.type``), ``handled``, ``source``
         (``$exception_source``, or None to leave it out) and ``level`` (already normalised)
         are the boundary's; ``fingerprint`` is a validated ``$exception_fingerprint``.
-        ``extra`` holds further library-built properties (JSON types only). The caller's
-        ``properties`` and the context's tags never replace what the library writes here.
+        ``extra`` holds further library-built properties (JSON types only);
+        ``synthetic_stack`` stands in for the stack of an exception never raised (default: the
+        caller's). The caller's ``properties`` and the context's tags never replace what the
+        library writes here.
         """
         if captured_uuid(error) is not None:
             logger.debug("%s was already captured", type(error).__name__)
@@ -369,7 +379,7 @@ class Client(FlagMethods):
             return None
         synthetic: types.TracebackType | None = None
         if traceback_of(error) is None:
-            synthetic = traceback_here(skip=2)
+            synthetic = synthetic_stack or traceback_here(skip=2)
         entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
                                  handled=handled, synthetic_traceback=synthetic)
         exception_properties: dict[str, Any] = dict(extra) if extra else {}

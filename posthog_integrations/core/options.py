@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import threading
 import types
@@ -61,6 +62,9 @@ class ClientOptions:
     historical_migration: bool = False
     enable_exception_autocapture: bool = False
     exception_rate_limit: tuple[int, float] | None = (30, 2.0)  # (burst, per second); see storms
+    # The level from which log records become $exception events (a handler on the root logger
+    # while the client runs); None: off. Given as True (ERROR), False, a level name or number.
+    capture_logging: int | None = None
     project_root: str | None = None
     in_app_include: tuple[str, ...] = ()
     in_app_exclude: tuple[str, ...] = ()
@@ -241,6 +245,8 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     if "exception_rate_limit" in out:
         out["exception_rate_limit"] = _rate_limit("exception_rate_limit",
                                                   out["exception_rate_limit"])
+    if "capture_logging" in out:
+        out["capture_logging"] = _logging_level(out["capture_logging"])
     return out
 
 
@@ -264,6 +270,22 @@ def _rate_limit(name: str, value: Any) -> tuple[int, float] | None:
         raise ConfigurationError(f"{name}: per_second must be a positive number, "
                                  f"got {shown(per_second)}")
     return burst, float(per_second)
+
+
+def _logging_level(value: Any) -> int | None:
+    """``capture_logging``: None when off, else the level from which records are captured."""
+    if value is False:
+        return None
+    if value is True:
+        return logging.ERROR
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):  # a registered level name
+            return level
+    raise ConfigurationError("capture_logging must be True, False, a logging level name such "
+                             f"as 'WARNING' or a level number, got {shown(value)}")
 
 
 def _cache_url(value: Any) -> str:

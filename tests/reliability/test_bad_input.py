@@ -500,6 +500,7 @@ usable_option: dict[str, Callable[[Any], bool]] = {
     "in_app_exclude": lambda v: isinstance(v, tuple) and all(isinstance(m, str) for m in v),
     "flag_definitions_cache": lambda v: v is None or (
         isinstance(v, str) and v.split(":", 1)[0].lower() in ("redis", "rediss", "unix")),
+    "capture_logging": lambda v: v is None or (type(v) is int and v >= 0),
     "flag_defaults": lambda v: isinstance(v, Mapping) and all(
         isinstance(k, str) and k and isinstance(d, (bool, str)) for k, d in v.items()),
     "exception_rate_limit": lambda v: v is None or (
