@@ -221,6 +221,39 @@ assert stats.dropped_by_reason["exception_storm"] == 100 - stats.sent, stats
 assert 30 <= stats.sent <= 40, stats
 """],
         expect=[{"event": "$exception", "$exception_message": "card declined for order-0"}]),
+    "Local variables": Section(
+        before=["""
+from posthog_integrations.testing import capture_events
+recording = capture_events()
+events = recording.__enter__()
+"""], after=["""
+recording.__exit__(None, None, None)
+[frame] = [frame for frame in events.one("$exception")["properties"]["$exception_list"][0][
+    "stacktrace"]["frames"] if frame["function"] == "charge"]
+assert frame["code_variables"] == {
+    "order_id": "order-1", "card_token": "$$_posthog_redacted_based_on_masking_rules_$$",
+    "amount": 4200}, frame.get("code_variables")
+posthog.capture("checked")
+"""],
+        expect=[{"event": "checked"}]),
+    "Trace ids": Section(
+        before=["""
+import re
+import posthog_integrations as posthog
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from posthog_integrations.testing import capture_events
+trace.set_tracer_provider(TracerProvider())  # the app's own set-up
+recording = capture_events()
+events = recording.__enter__()
+"""], after=["""
+recording.__exit__(None, None, None)
+properties = events.one("order placed")["properties"]
+assert re.fullmatch("[0-9a-f]{32}", properties["$trace_id"]), properties
+assert re.fullmatch("[0-9a-f]{16}", properties["$span_id"]), properties
+posthog.capture("checked", distinct_id="user-42")
+"""],
+        expect=[{"event": "checked", "distinct_id": "user-42"}]),
     "One snapshot per request": Section(
         before=[IDENTIFIED], after=["assert flags.is_enabled('new-checkout')"],
         flags={"flags": {"new-checkout": "test"}},

@@ -16,6 +16,7 @@ from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
 from . import context as _context
 from .binding import bind_context
+from .code_variables import collector_for
 from .context import DISTINCT_ID, current_scope
 from .events import (
     EventDefaults,
@@ -283,15 +284,20 @@ class Client(FlagMethods):
         return None
 
     def new_context(self, *, fresh: bool = False, capture_exceptions: bool = True,
-                    exception_source: str | None = None) -> _context.new_context:
+                    exception_source: str | None = None,
+                    capture_exception_code_variables: bool | None = None,
+                    ) -> _context.new_context:
         """A context bound to this client (see :func:`posthog_integrations.new_context`)."""
-        return _context.new_context(fresh=fresh, capture_exceptions=capture_exceptions,
-                                    client=self, exception_source=exception_source)
+        return _context.new_context(
+            fresh=fresh, capture_exceptions=capture_exceptions, client=self,
+            exception_source=exception_source,
+            capture_exception_code_variables=capture_exception_code_variables)
 
-    def scoped(self, *, fresh: bool = False,
-               capture_exceptions: bool = True) -> Callable[[F], F]:
+    def scoped(self, *, fresh: bool = False, capture_exceptions: bool = True,
+               capture_exception_code_variables: bool | None = None) -> Callable[[F], F]:
         """Decorate a function to run in a context bound to this client."""
-        return _context.scoped(fresh=fresh, capture_exceptions=capture_exceptions, client=self)
+        return _context.scoped(fresh=fresh, capture_exceptions=capture_exceptions, client=self,
+                               capture_exception_code_variables=capture_exception_code_variables)
 
     tag = staticmethod(_context.tag)
     identify_context = staticmethod(_context.identify_context)
@@ -381,7 +387,9 @@ class Client(FlagMethods):
         if traceback_of(error) is None:
             synthetic = synthetic_stack or traceback_here(skip=2)
         entries = exception_list(error, rules=self._in_app, mechanism_type=mechanism,
-                                 handled=handled, synthetic_traceback=synthetic)
+                                 handled=handled, synthetic_traceback=synthetic,
+                                 code_variables=collector_for(
+                                     self.options.capture_exception_code_variables))
         exception_properties: dict[str, Any] = dict(extra) if extra else {}
         exception_properties["$exception_list"] = entries
         exception_properties["$exception_level"] = level

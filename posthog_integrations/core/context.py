@@ -127,6 +127,13 @@ _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
 )
 current_scope = _current.get
 _install = _current.set
+# A context's own say on capturing local variables with its exceptions (None: the client
+# decides). A variable of its own rather than a member of the scope tuple, which every setter
+# rebuilds: only a context opened with the switch pays for it.
+_code_variables: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "posthog_integrations.code_variables", default=None
+)
+code_variables_switch = _code_variables.get
 _default_client: Callable[[], ExceptionCapturer] | None = None
 
 
@@ -186,11 +193,14 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
     The child inherits its parent's distinct id, session and tags unless ``fresh``. With
     ``client``, module-level calls inside go to that client. An exception escaping the block is
     captured once (``handled: false``) when ``capture_exceptions``, then re-raised unchanged.
+    ``capture_exception_code_variables`` turns the capture of local variables with exceptions
+    on (or off) inside, whatever the client's option says; None leaves it as it is.
     Do not hold one open across a generator's ``yield``: between items it would be the
     consumer's context too. Decorate the generator with :func:`scoped` instead.
     """
 
-    __slots__ = ("_capture_exceptions", "_client", "_exception_source", "_fresh", "_token")
+    __slots__ = ("_capture_exceptions", "_client", "_code_variables", "_code_variables_token",
+                 "_exception_source", "_fresh", "_token")
 
     def __init__(
         self,
@@ -199,11 +209,18 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
         capture_exceptions: bool = True,
         client: ExceptionCapturer | None = None,
         exception_source: str | None = None,
+        capture_exception_code_variables: bool | None = None,
     ) -> None:
         self._fresh = fresh
         self._capture_exceptions = capture_exceptions
         self._client = client
         self._exception_source = exception_source
+        switch: object = capture_exception_code_variables
+        if switch is not None and not isinstance(switch, bool):
+            logger.warning("new_context(capture_exception_code_variables=...) takes True, False "
+                           "or None, got a %s; ignoring it", type(switch).__name__)
+            capture_exception_code_variables = None
+        self._code_variables = capture_exception_code_variables
 
     def __enter__(self) -> new_context:
         parent = current_scope()
@@ -223,12 +240,19 @@ class new_context:  # lower case: used like a function, as contextlib.suppress i
                 )
             else:
                 self._token = _install((parent[0], parent[1], parent[2], client, parent[4]))
+        if self._code_variables is not None:
+            self._code_variables_token = _code_variables.set(self._code_variables)
         return self
 
     def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> None:
         if error is not None and self._capture_exceptions and isinstance(error, Exception):
             self._report(error)  # before the reset, so the event carries this context's state
         restore(self._token)
+        if self._code_variables is not None:
+            try:
+                _code_variables.reset(self._code_variables_token)
+            except (ValueError, RuntimeError):
+                _report_crossed_contexts()
 
     def _report(self, error: BaseException) -> None:
         scope = current_scope()
@@ -244,6 +268,7 @@ def scoped(
     fresh: bool = False,
     capture_exceptions: bool = True,
     client: ExceptionCapturer | None = None,
+    capture_exception_code_variables: bool | None = None,
 ) -> Callable[[F], F]:
     """Run every call of the decorated function, sync or ``async def``, in a new context.
 
@@ -262,7 +287,8 @@ def scoped(
                 "`with new_context():` around the loop that consumes it, or inside the body "
                 "between two yields, never across a yield."
             )
-        options = {"fresh": fresh, "capture_exceptions": capture_exceptions, "client": client}
+        options = {"fresh": fresh, "capture_exceptions": capture_exceptions, "client": client,
+                   "capture_exception_code_variables": capture_exception_code_variables}
         if inspect.isgeneratorfunction(function):
 
             @functools.wraps(function)

@@ -1,7 +1,8 @@
 """Pure event building: identity, ids, timestamps and the property merge. No I/O.
 
 Precedence, lowest first: client super properties < context tags < the flags read in the
-context < caller properties; then the library's own properties. An event with no distinct id
+context < caller properties; then the library's own properties. The active OpenTelemetry span's
+``$trace_id`` and ``$span_id`` fill in where none of those set them. An event with no distinct id
 anywhere is personless.
 """
 
@@ -19,6 +20,7 @@ from posthog_integrations._version import VERSION
 
 from .context import DISTINCT_ID, FLAGS, SESSION_ID, TAGS, LazyTags, Scope
 from .serialization import is_plain, make_json_safe
+from .tracing import OTEL_TRACE_MODULE, add_trace_properties, loaded_module
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -197,6 +199,9 @@ def build_event(
         if group_keys:
             merged["$groups"] = group_keys
     merged.update(defaults.lib(disable_geoip))
+    trace_api = loaded_module(OTEL_TRACE_MODULE)
+    if trace_api is not None:  # the app uses OpenTelemetry: the active span's ids
+        add_trace_properties(merged, trace_api)
     if not is_plain(merged):
         merged = make_json_safe(merged)
     if flags:  # after the JSON-safety walk: $active_feature_flags, a list, would force it

@@ -26,7 +26,10 @@ import threading
 import types
 import weakref
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .code_variables import CodeVariables
 
 MAX_EXCEPTIONS = 50
 MAX_FRAMES = 100
@@ -131,11 +134,13 @@ def exception_list(
     mechanism_type: str,
     handled: bool,
     synthetic_traceback: types.TracebackType | None = None,
+    code_variables: CodeVariables | None = None,
 ) -> list[dict[str, Any]]:
     """The canonical ``$exception_list`` for ``error`` (outermost first).
 
     ``synthetic_traceback`` stands in for the stack of an exception that was never raised; the
     outermost entry's ``mechanism.synthetic`` says whether it did.
+    ``code_variables`` (when local variables are wanted) gives in-app frames their variables.
     """
     entries: list[dict[str, Any]] = []
     for exception_id, (current, parent_id, source) in enumerate(_walk(error)):
@@ -157,11 +162,14 @@ def exception_list(
         traceback = traceback_of(current)
         if parent_id is None and synthetic_traceback is not None:
             traceback = synthetic_traceback
-        frames = frames_of(traceback, rules)
+        frames = frames_of(traceback, rules, code_variables)
         if frames:
             entry["stacktrace"] = {"type": "raw", "frames": frames}
         entries.append(entry)
-    return _fit(entries)
+    entries = _fit(entries)
+    if code_variables is not None:
+        code_variables.attach(entries)
+    return entries
 
 
 def _fit(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -254,7 +262,8 @@ def _walk(error: BaseException) -> Iterator[tuple[BaseException, int | None, str
         stack.extend(reversed(children))
 
 
-def frames_of(traceback: types.TracebackType | None, rules: InAppRules) -> list[dict[str, Any]]:
+def frames_of(traceback: types.TracebackType | None, rules: InAppRules,
+              code_variables: CodeVariables | None = None) -> list[dict[str, Any]]:
     shown: list[tuple[types.FrameType, int]] = []
     while traceback is not None:
         frame = traceback.tb_frame
@@ -264,7 +273,7 @@ def frames_of(traceback: types.TracebackType | None, rules: InAppRules) -> list[
     if len(shown) > MAX_FRAMES:  # keep where it started and where it broke
         half = MAX_FRAMES // 2
         shown = shown[:half] + shown[-half:]
-    return [_frame(frame, lineno, rules) for frame, lineno in shown]
+    return [_frame(frame, lineno, rules, code_variables) for frame, lineno in shown]
 
 
 def traceback_here(skip: int = 0) -> types.TracebackType | None:
@@ -277,7 +286,8 @@ def traceback_here(skip: int = 0) -> types.TracebackType | None:
     return traceback
 
 
-def _frame(frame: types.FrameType, lineno: int, rules: InAppRules) -> dict[str, Any]:
+def _frame(frame: types.FrameType, lineno: int, rules: InAppRules,
+           code_variables: CodeVariables | None = None) -> dict[str, Any]:
     code = frame.f_code
     name = code.co_filename
     real_file = bool(name) and not (name.startswith("<") and name.endswith(">"))
@@ -305,6 +315,8 @@ def _frame(frame: types.FrameType, lineno: int, rules: InAppRules) -> dict[str, 
     in_app = _in_app(abs_path, module, rules)
     if in_app is not None:
         result["in_app"] = in_app
+        if in_app and code_variables is not None:
+            code_variables.note(result, frame)
     return result
 
 

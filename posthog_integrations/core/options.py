@@ -65,6 +65,7 @@ class ClientOptions:
     # The level from which log records become $exception events (a handler on the root logger
     # while the client runs); None: off. Given as True (ERROR), False, a level name or number.
     capture_logging: int | None = None
+    capture_exception_code_variables: bool = False
     project_root: str | None = None
     in_app_include: tuple[str, ...] = ()
     in_app_exclude: tuple[str, ...] = ()
@@ -198,7 +199,8 @@ def _stripped(value: Any) -> Any:
 def _validated(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for name in ("debug", "disabled", "send", "sync_mode", "gzip", "disable_geoip",
-                 "historical_migration", "enable_exception_autocapture"):
+                 "historical_migration", "enable_exception_autocapture",
+                 "capture_exception_code_variables"):
         if name in out and not isinstance(out[name], bool):
             raise ConfigurationError(f"{name} must be True or False, got {shown(out[name])}")
     for name, minimum in (("flush_at", 1), ("max_batch_size", 1), ("max_queue_size", 1)):

@@ -481,7 +481,8 @@ SECONDS = {"flush_interval", "timeout", "retry_base_delay", "flags_timeout"}
 usable_option: dict[str, Callable[[Any], bool]] = {
     **{name: lambda v: type(v) is bool for name in (
         "debug", "disabled", "send", "sync_mode", "gzip", "disable_geoip",
-        "historical_migration", "enable_exception_autocapture")},
+        "historical_migration", "enable_exception_autocapture",
+        "capture_exception_code_variables")},
     **{name: lambda v: type(v) is int and v >= 1
        for name in ("flush_at", "max_batch_size", "max_queue_size")},
     **{name: lambda v: type(v) is int and v >= 0
