@@ -8,7 +8,7 @@ import logging
 import sys
 import types
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .code_variables import collector_for
 from .context import current_scope
@@ -48,20 +48,12 @@ class ExceptionMethods:
     _in_app: InAppRules
     _defaults: EventDefaults
 
-    def _recording(self) -> bool:
-        raise NotImplementedError
-
-    def _refused(self) -> str | None:
-        raise NotImplementedError
-
-    def _reject(self, kind: str, message: str) -> str | None:
-        raise NotImplementedError
-
-    def _failed(self, what: str) -> str | None:
-        raise NotImplementedError
-
-    def _enqueue(self, event: dict[str, Any]) -> str | None:
-        raise NotImplementedError
+    # The client's event plumbing, which these methods share with its other capture methods.
+    _recording: Callable[[], bool]
+    _refused: Callable[[], str | None]
+    _reject: Callable[[str, str], str | None]
+    _failed: Callable[[str], str | None]
+    _enqueue: Callable[[dict[str, Any]], str | None]
 
     def capture_exception(self, exc: ExceptionInput = None, *, distinct_id: Any = None,
                           properties: Mapping[str, Any] | None = None, level: str | None = None,
