@@ -119,7 +119,8 @@ def test_terminal_statuses_are_sent_once(
     client.flush(timeout=10)
     assert [r.status for r in sink.requests()] == [status]
     assert client.stats().dropped_by_reason["failed"] == 1
-    assert len(errors) == 1 and f"HTTP {status}" in str(errors[0])
+    assert len(errors) == 1
+    assert f"HTTP {status}" in str(errors[0])
 
 
 def test_max_retries_bounds_the_requests(sink: LocalSink, make_client: ClientFactory) -> None:

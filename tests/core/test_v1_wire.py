@@ -56,7 +56,8 @@ def test_invalid_capture_mode_is_an_error_given_and_a_warning_from_the_environme
     options = ClientOptions.resolve({}, environ={"POSTHOG_CAPTURE_MODE": "v2"})
     assert options.capture_mode == "v0"
     warnings = [r for r in caplog.records if "POSTHOG_CAPTURE_MODE" in r.getMessage()]
-    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
 
 
 def test_capture_compression_follows_gzip_unless_given() -> None:
