@@ -507,6 +507,8 @@ usable_option: dict[str, Callable[[Any], bool]] = {
     "exception_rate_limit": lambda v: v is None or (
         type(v) is tuple and type(v[0]) is int and v[0] >= 1 and type(v[1]) is float
         and 0 < v[1] < math.inf),
+    "capture_mode": lambda v: v in ("v0", "v1"),
+    "capture_compression": lambda v: v is None or v in ("none", "gzip", "deflate", "zstd"),
 }
 
 
