@@ -42,13 +42,15 @@ from .core.context import (
     use_default_client,
 )
 from .core.default_client import SETTINGS, default_client
+from .core.off_loop import wait_off_loop
 from .feature_flags import FlagSnapshot
 
 __version__ = VERSION
 __all__ = [
     "APIError", "Client", "ClientOptions", "ClientStats", "ConfigurationError", "FlagSnapshot",
-    "Posthog", "aevaluate_flags", "aflags", "alias", "aload_flags", "api_key", "bind_context",
-    "capture", "capture_exception", "configure", "debug", "disabled", "evaluate_flags",
+    "Posthog", "acapture_immediate", "aevaluate_flags", "aflags", "aflush", "alias",
+    "aload_flags", "api_key", "ashutdown", "bind_context", "capture", "capture_exception",
+    "capture_immediate", "configure", "debug", "disabled", "evaluate_flags",
     "feature_enabled", "flags", "flush", "get_all_flags", "get_client",
     "get_context_distinct_id", "get_context_session_id", "get_feature_flag",
     "get_feature_flag_payload", "get_tags", "group_identify", "host", "identify_context",
@@ -107,6 +109,31 @@ def capture(
     return _routed_client().capture(
         event, distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid,
         groups=groups, disable_geoip=disable_geoip, flags=flags,
+    )
+
+
+def capture_immediate(
+    event: str, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+    timestamp: Any = None, uuid: Any = None, groups: Mapping[str, Any] | None = None,
+    disable_geoip: bool | None = None, flags: FlagSnapshot | None = None, timeout: float = 10.0,
+) -> bool:
+    """Send ``event`` now, with retries, within ``timeout``; True when it was delivered (see
+    :meth:`Client.capture_immediate`)."""
+    return _routed_client().capture_immediate(
+        event, distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid,
+        groups=groups, disable_geoip=disable_geoip, flags=flags, timeout=timeout,
+    )
+
+
+async def acapture_immediate(
+    event: str, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
+    timestamp: Any = None, uuid: Any = None, groups: Mapping[str, Any] | None = None,
+    disable_geoip: bool | None = None, flags: FlagSnapshot | None = None, timeout: float = 10.0,
+) -> bool:
+    """:func:`capture_immediate` without blocking the event loop."""
+    return await _routed_client().acapture_immediate(
+        event, distinct_id=distinct_id, properties=properties, timestamp=timestamp, uuid=uuid,
+        groups=groups, disable_geoip=disable_geoip, flags=flags, timeout=timeout,
     )
 
 
@@ -260,6 +287,11 @@ def flush(timeout: float = 10.0) -> bool:
     return default_client.flush(timeout)
 
 
+async def aflush(timeout: float = 10.0) -> bool:
+    """:func:`flush` without blocking the event loop: the same bound and result."""
+    return await wait_off_loop(default_client.flush, timeout)
+
+
 def stats() -> ClientStats:
     """The default client's counters (see :meth:`Client.stats`)."""
     return get_client().stats()
@@ -271,6 +303,11 @@ def shutdown(timeout: float = 5.0) -> bool:
     An app's client standing in as the default is flushed, not stopped: the app owns it.
     """
     return default_client.shutdown(timeout)
+
+
+async def ashutdown(timeout: float = 5.0) -> bool:
+    """:func:`shutdown` without blocking the event loop: the same bound and result."""
+    return await wait_off_loop(default_client.shutdown, timeout)
 
 
 class _SettingsModule(types.ModuleType):

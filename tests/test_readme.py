@@ -289,6 +289,10 @@ assert WSGIClient(app).get("/hello", headers={TRACING!r}).status_code == 200
         expect=[{"event": "item added", "distinct_id": "anonymous-7", "$session_id": "session-7",
                  "$route": "/cart/{item_id}", "$request_path": "/cart/42"},
                 {"event": "page served", "distinct_id": "anonymous-7", "$request_path": "/hello"}]),
+    "asyncio apps": Section(
+        before=[""], after=[""],
+        expect=[{"event": "invoice paid", "distinct_id": "user-1", "total": 42},
+                {"event": "worker stopping", "distinct_id": "user-1"}]),
     "Flask": Section(
         before=[""], after=["""
 import posthog_integrations

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from posthog_integrations.core.off_loop import wait_off_loop
 from posthog_integrations.core.options import ConfigurationError, positive_seconds
 from posthog_integrations.web import RequestInfo, RequestOptions, RequestTracker
 from posthog_integrations.web.options import REQUEST_OPTION_NAMES, reject_unknown
@@ -99,14 +99,9 @@ class PostHogMiddleware:
         return send_after_flush
 
     async def _flush(self) -> None:
-        """Flush in a worker thread so the event loop keeps serving during the bounded wait."""
+        """Flush on the async path, so the event loop keeps serving during the bounded wait."""
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio): a short, bounded block at shutdown is fine
-            self._tracker.flush(self._flush_timeout)
-            return
-        try:
-            await loop.run_in_executor(None, self._tracker.flush, self._flush_timeout)
+            await wait_off_loop(self._tracker.flush, self._flush_timeout)
         except Exception:
             logger.exception("flushing PostHog events at lifespan shutdown failed")
 

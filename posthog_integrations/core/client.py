@@ -13,6 +13,7 @@ from posthog_integrations.feature_flags.evaluator import FlagEvaluator
 from posthog_integrations.feature_flags.snapshot import FlagSnapshot
 
 from . import context as _context
+from .async_lifecycle import AsyncLifecycleMethods
 from .binding import bind_context
 from .context import DISTINCT_ID, current_scope
 from .events import (
@@ -28,6 +29,7 @@ from .exceptions import (
     InAppRules,
 )
 from .hooks import ExceptHooks
+from .immediate import ImmediateMethods
 from .notices import Notices
 from .options import ClientOptions
 from .sender import Sender
@@ -53,7 +55,7 @@ def set_recorder(recorder: Recorder | None) -> None:
     _recorder = recorder
 
 
-class Client(FlagMethods, ExceptionMethods):
+class Client(FlagMethods, ExceptionMethods, ImmediateMethods, AsyncLifecycleMethods):
     """Sends events to PostHog from a bounded queue on a background thread.
 
     Building a client starts no thread and opens no socket; the sender starts on the first event.
@@ -152,19 +154,27 @@ class Client(FlagMethods, ExceptionMethods):
         if self._disabled and _recorder is None:
             return self._refused()
         try:
-            if not isinstance(event, str) or not event:
-                got = repr(event) if isinstance(event, str) else type(event).__name__
-                return self._reject("event", f"event name must be a non-empty string, got {got}")
-            return self._enqueue(build_event(
-                event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
-                context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
-                disable_geoip=disable_geoip,
-                flags=None if flags is None else self._flag_properties(flags),
-            ))
+            return self._enqueue(self._capture_event(
+                event, distinct_id=distinct_id, properties=properties, timestamp=timestamp,
+                uuid=uuid, groups=groups, disable_geoip=disable_geoip, flags=flags))
         except InvalidEvent as error:
             return self._reject(error.kind, f"capture() refused an event: {error}")
         except Exception:
             return self._failed("capture()")
+
+    def _capture_event(self, event: Any, *, distinct_id: Any, properties: Any, timestamp: Any,
+                       uuid: Any, groups: Any, disable_geoip: bool | None,
+                       flags: Any) -> Event:
+        """The event :meth:`capture` sends, built in the current context; raises InvalidEvent."""
+        if not isinstance(event, str) or not event:
+            got = repr(event) if isinstance(event, str) else type(event).__name__
+            raise InvalidEvent("event", f"event name must be a non-empty string, got {got}")
+        return build_event(
+            event, distinct_id=distinct_id, properties=properties, defaults=self._defaults,
+            context=current_scope(), timestamp=timestamp, uuid=uuid, groups=groups,
+            disable_geoip=disable_geoip,
+            flags=None if flags is None else self._flag_properties(flags),
+        )
 
     def set(self, *, distinct_id: Any = None, properties: Mapping[str, Any] | None = None,
             timestamp: Any = None, uuid: Any = None) -> str | None:
@@ -304,45 +314,59 @@ class Client(FlagMethods, ExceptionMethods):
         return flags.event_properties()
 
     def _enqueue(self, event: Event) -> str | None:
-        if self._closed:
-            return self._drop("shutdown", "the client is shut down; event %r dropped", event)
-        before_send = self.options.before_send
-        if before_send is not None:
-            uuid_before, timestamp_before = event["uuid"], event["timestamp"]
-            try:
-                result: Any = before_send(event)
-            except Exception:
-                logger.warning("before_send raised; event %r dropped", event.get("event"),
-                               exc_info=True)
-                return self._drop("before_send", None, event)
-            if result is None:
-                return self._drop("before_send", None, event)
-            if not isinstance(result, dict):
-                return self._drop("before_send", "before_send must return a dict or None, "
-                                  f"got {type(result).__name__}; event %r dropped", event)
-            problem = sendable_problem(result, uuid_before=uuid_before,
-                                       timestamp_before=timestamp_before)
-            if problem is not None:
-                self._counters.add("dropped.before_send")
-                self._notices.warn(f"before_send {problem}", "before_send returned an event %s; "
-                                   "it was dropped (captured as %r)", problem, event.get("event"))
-                return None
-            event = result
-        uuid: str | None = event.get("uuid")
-        recorder = _recorder
-        if recorder is not None:
-            recorder(event)
-            self._counters.add("taken")
-        elif not self._send:
-            self._counters.add("taken")
-        elif self.options.sync_mode:
-            self._sender.send_now([event])
-        elif not self._sender.submit(event):
-            self._queue_full()
+        admitted = self._admit(event)
+        if admitted is None:
             return None
+        event = admitted
+        uuid: str | None = event.get("uuid")
+        if not self._record(event):
+            if not self._send:
+                self._counters.add("taken")
+            elif self.options.sync_mode:
+                self._sender.send_now([event])
+            elif not self._sender.submit(event):
+                self._queue_full()
+                return None
         if self.options.debug:
             logger.debug("accepted event %r (uuid %s)", event.get("event"), uuid)
         return uuid
+
+    def _admit(self, event: Event) -> Event | None:
+        """``event`` as ``before_send`` leaves it, or None when it is dropped (counted)."""
+        if self._closed:
+            self._drop("shutdown", "the client is shut down; event %r dropped", event)
+            return None
+        before_send = self.options.before_send
+        if before_send is None:
+            return event
+        uuid_before, timestamp_before = event["uuid"], event["timestamp"]
+        try:
+            result: Any = before_send(event)
+        except Exception:
+            logger.warning("before_send raised; event %r dropped", event.get("event"),
+                           exc_info=True)
+            result = None
+        if not isinstance(result, dict):
+            self._drop("before_send", None if result is None else "before_send must return a "
+                       f"dict or None, got {type(result).__name__}; event %r dropped", event)
+            return None
+        problem = sendable_problem(result, uuid_before=uuid_before,
+                                   timestamp_before=timestamp_before)
+        if problem is not None:
+            self._counters.add("dropped.before_send")
+            self._notices.warn(f"before_send {problem}", "before_send returned an event %s; "
+                               "it was dropped (captured as %r)", problem, event.get("event"))
+            return None
+        return result
+
+    def _record(self, event: Event) -> bool:
+        """Hand ``event`` to the tests' recorder, if one records; whether one did."""
+        recorder = _recorder
+        if recorder is None:
+            return False
+        recorder(event)
+        self._counters.add("taken")
+        return True
 
     def _recording(self) -> bool:
         """Whether tests record events (a disabled client then accepts them too)."""
@@ -361,13 +385,12 @@ class Client(FlagMethods, ExceptionMethods):
             logger.warning("event queue is full (max_queue_size=%d): %d events dropped so far",
                            self.options.max_queue_size, total)
 
-    def _drop(self, reason: str, message: str | None, event: Event) -> str | None:
+    def _drop(self, reason: str, message: str | None, event: Event) -> None:
         self._counters.add(f"dropped.{reason}")
         if message:
             logger.warning(message, event.get("event"))
         else:
             logger.debug("event %r dropped (%s)", event.get("event"), reason)
-        return None
 
     def _reject(self, kind: str, message: str) -> str | None:
         """Count an event refused for its input as ``invalid``; one log line per ``kind``."""

@@ -104,6 +104,26 @@ class Sender:
         bound = min(SEND_BOUND_FACTOR * self._options.timeout, threading.TIMEOUT_MAX)
         self._deliver(events, _monotonic() + bound, self._count)
 
+    def deliver_now(self, events: list[Event], deadline: float) -> bool:
+        """Deliver ``events`` in the calling thread, with retries, until ``deadline`` (a
+        monotonic time); True when every one was sent. The queue is not touched: its order and
+        flushes are unaffected. Every outcome is counted in stats, as for queued events."""
+        self._counters.add("taken", len(events))
+        outcomes: dict[str, int] = {}
+
+        def count(name: str, amount: int) -> bool:
+            outcomes[name] = outcomes.get(name, 0) + amount
+            self._counters.add(name, amount)
+            return True
+
+        try:
+            self._deliver(events, deadline, count)
+        except Exception:
+            logger.exception("unexpected error while sending %d event(s) now", len(events))
+            self._counters.add("dropped.failed", len(events) - sum(outcomes.values()))
+            return False
+        return outcomes.get("sent", 0) == len(events)
+
     def flush(self, timeout: float) -> bool:
         """Send what was queued before this call; block until it is sent or dropped, or
         ``timeout`` passes. True when it all finished in time (events captured meanwhile by
