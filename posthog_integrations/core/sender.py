@@ -363,7 +363,8 @@ class Sender:
                 if settled.dropped:
                     self._reject(settled.dropped, count)
                 if not settled.retry:
-                    logger.debug("sent a batch of %d events (v1)", len(settled.done))
+                    logger.debug("a v1 batch settled: %d event(s) sent, %d rejected",
+                                 len(settled.done), len(settled.dropped))
                     return
                 error = RetriesExhausted(f"the capture endpoint asked to retry "
                                          f"{len(settled.retry)} event(s)")

@@ -200,3 +200,19 @@ def test_module_level_calls_go_to_the_contexts_client(sink: LocalSink,
         assert asyncio.run(posthog.acapture_immediate("async", distinct_id="u")) is True
     assert sorted(e["event"] for e in sink.events()) == ["async", "sync"]
     assert client.stats().sent == 2
+
+
+def test_in_capture_v1_mode_it_speaks_v1_and_a_dropped_event_is_not_delivered(
+        sink: LocalSink, make_client: ClientFactory) -> None:
+    client = make_client(capture_mode="v1")
+    assert client.capture_immediate("paid", distinct_id="u") is True
+    sink.script(ScriptedResponse(results=("drop:billing_limit_exceeded",)))
+    assert client.capture_immediate("refused", distinct_id="u") is False
+
+    first, second = sink.requests()
+    assert first.path == second.path == "/i/v1/analytics/events"
+    assert first.headers["authorization"] == f"Bearer {API_KEY}"
+    assert [event["event"] for event in sink.events()] == ["paid"]
+    stats = client.stats()
+    assert (stats.sent, stats.dropped_by_reason["rejected"]) == (1, 1)
+    assert stats.rejected_by_details == {"billing_limit_exceeded": 1}
