@@ -27,6 +27,12 @@ MIN_POLL_INTERVAL = 0.1  # below this a poller would do little but poll (each po
 ALIASES = {"personal_api_key": "secret_key"}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
+# capture_mode: the names each protocol is accepted under.
+CAPTURE_MODES = {"v0": "v0", "legacy": "v0", "v1": "v1", "analytics_v1": "v1"}
+# capture_compression (v1 only): None follows the gzip option.
+CAPTURE_COMPRESSIONS = {"none": "none", "identity": "none", "gzip": "gzip",
+                        "deflate": "deflate", "zstd": "zstd"}
+logger = logging.getLogger("posthog_integrations")
 
 Event = dict[str, Any]
 BeforeSend = Callable[[Event], Optional[Event]]
@@ -55,6 +61,8 @@ class ClientOptions:
     retry_base_delay: float = 0.5
     timeout: float = 15.0
     gzip: bool = True
+    capture_mode: str = "v0"  # "v1": POST /i/v1/analytics/events (see core/capture_v1.py)
+    capture_compression: str | None = None  # v1 only; None: "gzip" if gzip else "none"
     on_error: OnError | None = None
     before_send: BeforeSend | None = None
     super_properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -106,6 +114,13 @@ class ClientOptions:
         return cls(**_validated(merged))
 
     @property
+    def v1_compression(self) -> str:
+        """How v1 request bodies are compressed: the option, else what ``gzip`` says."""
+        if self.capture_compression is not None:
+            return self.capture_compression
+        return "gzip" if self.gzip else "none"
+
+    @property
     def effective_disabled(self) -> bool:
         """Disabled explicitly, or no API key to send with."""
         return self.disabled or not self.api_key
@@ -132,11 +147,50 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         found["secret_key"] = environ["POSTHOG_SECRET_KEY"]
     if environ.get("POSTHOG_FLAG_DEFINITIONS_CACHE"):
         found["flag_definitions_cache"] = environ["POSTHOG_FLAG_DEFINITIONS_CACHE"].strip()
+    mode = environ.get("POSTHOG_CAPTURE_MODE", "").strip()
+    if mode:
+        found["capture_mode"] = _env_choice("POSTHOG_CAPTURE_MODE", mode, CAPTURE_MODES, "v0")
+    compression = environ.get("POSTHOG_CAPTURE_COMPRESSION", "").strip()
+    if compression:
+        chosen = _env_choice("POSTHOG_CAPTURE_COMPRESSION", compression, CAPTURE_COMPRESSIONS,
+                             "gzip")
+        if chosen == "zstd" and not zstd_available():
+            logger.warning("POSTHOG_CAPTURE_COMPRESSION=zstd needs the zstandard package "
+                           "(pip install 'posthog-integrations[zstd]'); using gzip")
+            chosen = "gzip"
+        found["capture_compression"] = chosen
     for name in ("debug", "disabled"):
         variable = f"POSTHOG_{name.upper()}"
         if variable in environ:
             found[name] = _parse_env_bool(variable, environ[variable])
     return found
+
+
+def _env_choice(variable: str, raw: str, choices: Mapping[str, str], fallback: str) -> str:
+    """An environment variable's value among ``choices``; a wrong one warns and falls back."""
+    value = choices.get(raw.lower())
+    if value is None:
+        logger.warning("%s must be one of %s, got %s; using %s", variable, "/".join(choices),
+                       shown(raw), fallback)
+        return fallback
+    return value
+
+
+def zstd_available() -> bool:
+    """True when the optional ``zstandard`` package can be imported."""
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _choice(name: str, value: Any, choices: Mapping[str, str]) -> str:
+    chosen = choices.get(value.strip().lower()) if isinstance(value, str) else None
+    if chosen is None:
+        raise ConfigurationError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                                 f"got {shown(value)}")
+    return chosen
 
 
 def _validate_environment_value(name: str, value: Any) -> None:
@@ -249,6 +303,15 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
                                                   out["exception_rate_limit"])
     if "capture_logging" in out:
         out["capture_logging"] = _logging_level(out["capture_logging"])
+    if "capture_mode" in out:
+        out["capture_mode"] = _choice("capture_mode", out["capture_mode"], CAPTURE_MODES)
+    if "capture_compression" in out:
+        chosen = _choice("capture_compression", out["capture_compression"],
+                         CAPTURE_COMPRESSIONS)
+        if chosen == "zstd" and not zstd_available():
+            raise ConfigurationError("capture_compression='zstd' needs the zstandard package: "
+                                     "pip install 'posthog-integrations[zstd]' (the zstd extra)")
+        out["capture_compression"] = chosen
     return out
 
 

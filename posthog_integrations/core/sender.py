@@ -18,12 +18,13 @@ import time
 import weakref
 from typing import Any, Callable
 
+from .capture_v1 import V1_PATH, CaptureRejected, RetriesExhausted, V1Batch, is_retryable_status
 from .options import ClientOptions
 from .queue import EventQueue
 from .runtime import uwsgi_options, uwsgi_threads_enabled
 from .serialization import encode_event
 from .stats import Counters
-from .transport import Transport, backoff_delay, is_retryable
+from .transport import APIError, Transport, backoff_delay, is_retryable, parse_retry_after
 
 logger = logging.getLogger("posthog_integrations")
 
@@ -279,6 +280,9 @@ class Sender:
             transport = self._transport = Transport(
                 options.host, options.api_key, timeout=options.timeout, gzip=options.gzip
             )
+        if options.capture_mode == "v1":
+            self._post_v1(transport, events, deadline, count)
+            return
         for attempt in range(options.max_retries + 1):
             try:
                 transport.post(encoded, historical_migration=options.historical_migration,
@@ -303,6 +307,72 @@ class Sender:
                 count("sent", len(events))
                 logger.debug("sent a batch of %d events", len(events))
                 return
+
+    def _post_v1(self, transport: Transport, events: list[Event], deadline: float | None,
+                 count: Count) -> None:
+        """Deliver one batch to the v1 endpoint: events it answers ``retry`` for, or all of
+        them after a retryable failure, are resent (same bytes, same request id)."""
+        options = self._options
+        batch = V1Batch(events, api_key=options.api_key, compression=options.v1_compression,
+                        historical_migration=options.historical_migration)
+        if batch.duplicates:
+            count("dropped.invalid", len(batch.duplicates))
+            logger.warning("dropping %d event(s) whose uuid is already in the batch (the v1 "
+                           "endpoint refuses a batch with a repeated uuid)", len(batch.duplicates))
+        for attempt in range(options.max_retries + 1):
+            error: Exception
+            try:
+                body, headers = batch.request()
+                answer = transport.exchange("POST", V1_PATH, body=body, headers=headers,
+                                            deadline=deadline,
+                                            max_answer_bytes=batch.answer_bound())
+                if not 200 <= answer.status < 300:
+                    raise transport.failure(answer)
+            except Exception as failure:
+                error = failure
+                retry_after = getattr(error, "retry_after", None)
+                retryable = (is_retryable_status(error.status) if isinstance(error, APIError)
+                             else is_retryable(error))
+                if not retryable:
+                    self._fail(error, batch.pending_events(), attempt + 1, count)
+                    return
+            else:
+                settled = batch.settle(answer)
+                if settled.done:
+                    count("sent", len(settled.done))
+                if settled.dropped:
+                    self._reject(settled.dropped, count)
+                if not settled.retry:
+                    logger.debug("sent a batch of %d events (v1)", len(settled.done))
+                    return
+                error = RetriesExhausted(f"the capture endpoint asked to retry "
+                                         f"{len(settled.retry)} event(s)")
+                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            delay = backoff_delay(attempt, options.retry_base_delay, retry_after)
+            if attempt == options.max_retries or (
+                    deadline is not None and _monotonic() + delay >= deadline):
+                self._fail(error, batch.pending_events(), attempt + 1, count)
+                return
+            self._counters.add("retried")
+            logger.debug("%d event(s) not stored (%s); retry %d in %.2fs",
+                         len(batch.pending), error, attempt + 1, delay)
+            if self._abandon.wait(delay):
+                self._fail(error, batch.pending_events(), attempt + 1, count)
+                return
+
+    def _reject(self, dropped: list[tuple[Event, str]], count: Count) -> None:
+        """Count and report events the v1 endpoint answered ``drop`` for."""
+        if count("dropped.rejected", len(dropped)):
+            for _, details in dropped:
+                self._counters.add_rejected(details, 1)
+        error = CaptureRejected([(str(event.get("uuid")), details) for event, details in dropped])
+        logger.warning("%s", error)
+        on_error: Callable[[Exception, list[Event]], None] | None = self._options.on_error
+        if on_error is not None:
+            try:
+                on_error(error, [event for event, _ in dropped])
+            except Exception:
+                logger.exception("the on_error callback raised")
 
     def _fail(self, error: Exception, events: list[Event], attempts: int, count: Count) -> None:
         if count("dropped.failed", len(events)):

@@ -151,6 +151,10 @@ class Transport:
     def close(self) -> None:
         self._session.close()
 
+    def failure(self, answer: Answer) -> APIError:
+        """The error a non-2xx ``answer`` stands for (key redacted, redirect explained)."""
+        return self._error(answer)
+
     def _error(self, answer: Answer) -> APIError:
         status = answer.status
         if 300 <= status < 400:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 from werkzeug.wrappers import Request, Response
 
 from .api import clear_events, error_response, json_response, list_events, viewer_page
-from .body import BadRequest, PayloadTooLarge, decode_body, read_body
+from .body import BadRequest, PayloadTooLarge, decode_body, decode_encoded, read_body
 from .definitions import DEFINITIONS_PATH, DefinitionsFile, definitions_answer
 from .evaluated import evaluated_answer
 from .flags import FlagSource, MissingKey, flags_answer, flags_request
 from .guard import cross_site, host_allowed
 from .store import EventStore
-from .wire import bearer_key, key_of, split_body, v1_events
+from .v1 import V1_PATH, ScriptedResults, read_request, results_answer, results_for, stored
+from .wire import key_of, split_body, v1_events
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["RecordedRequest", "ScriptedResponse", "SinkApp", "check_respond"]
 
 CAPTURE_PATHS = frozenset({"/batch", "/i/v0/e", "/e", "/capture"})
-V1_PATH = "/i/v1/analytics/events"
 API_EVENTS_PATH = "/api/events"
 FLAGS_PATH = "/flags"
 VIEWER_PATHS = frozenset({"/", "/index.html"})
@@ -52,7 +52,10 @@ class ScriptedResponse:
 
     A 2xx ``status`` still lets the sink answer 400/401 for a malformed request.
     ``hang`` and ``drop_connection`` close the connection without an answer
-    (``hang`` only once the sink stops).
+    (``hang`` only once the sink stops). ``results`` scripts a 2xx v1 answer's per-event
+    results: positional (``("ok", "drop:billing_limit_exceeded", "retry")``, the rest ``ok``)
+    or a function of the events returning ``{uuid: result}``; ``drop`` and ``retry`` events
+    are not stored (see :mod:`posthog_integrations.sink.v1`).
     """
 
     status: int = 200
@@ -61,6 +64,7 @@ class ScriptedResponse:
     hang: bool = False
     drop_connection: bool = False
     body: bytes | None = None
+    results: ScriptedResults | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class RecordedRequest:
     def body(self) -> Any:
         """The parsed JSON body, or None when it could not be decoded."""
         try:
+            if self.path.rstrip("/") == V1_PATH:
+                return decode_encoded(self.raw, self.headers.get("content-encoding", ""))
             return decode_body(self.raw, self.gzip)
         except BadRequest:
             return None
@@ -306,12 +312,12 @@ class SinkApp:
         raw = b""
         try:
             raw = read_body(request)
-            body = decode_body(raw, compressed)
             if v1:
-                key, events = bearer_key(request.headers.get("Authorization", "")), v1_events(body)
+                intake = read_request(request, raw)
+                key, events, failure = intake.key, intake.events, intake.failure
             else:
-                key, events = split_body(body)
-            if key is None:
+                key, events = split_body(decode_body(raw, compressed))
+            if key is None and failure is None:
                 failure = error_response(
                     401, "authentication_error", "invalid_api_key", "no API key"
                 )
@@ -332,11 +338,15 @@ class SinkApp:
             return failure
         if plan is self._usual and not _ok(status) and self._on_responded is not None:
             self._on_responded(status, len(events), request.path)
-        if _ok(status) and events and key is not None:
-            self.store.add(events, api_key=key, endpoint=request.path)
+        results = results_for(plan.results, events) if v1 and _ok(status) else None
+        kept = stored(events, results) if results is not None else events
+        if _ok(status) and kept and key is not None:
+            self.store.add(kept, api_key=key, endpoint=request.path)
             if self._on_stored is not None:
-                self._on_stored(events, request.path)
-        return self._answer(plan, v1, uuids)
+                self._on_stored(kept, request.path)
+        if results is not None and plan.body is None:
+            return results_answer(plan.status, results, plan.retry_after)
+        return self._answer(plan)
 
     def _carry_out(self, plan: ScriptedResponse, request: Request) -> None:
         """Wait, hang or drop the connection as ``plan`` says."""
@@ -382,7 +392,7 @@ class SinkApp:
         if failure is not None:
             return failure
         if plan.body is not None or not _ok(plan.status) or answer is None:
-            return self._answer(plan, False, [])
+            return self._answer(plan)
         return json_response(plan.status, answer, _retry_after(plan))
 
     def _definitions(self, request: Request) -> Response:
@@ -399,18 +409,15 @@ class SinkApp:
         self._record(_recorded(request, request.args.get("token"), [], False, b"",
                                0 if plan.hang or plan.drop_connection else status, received_at))
         self._carry_out(plan, request)
-        return self._answer(plan, False, []) if scripted else answer
+        return self._answer(plan) if scripted else answer
 
-    def _answer(self, plan: ScriptedResponse, v1: bool, uuids: list[str]) -> Response:
+    def _answer(self, plan: ScriptedResponse) -> Response:
         headers = _retry_after(plan)
         if plan.body is not None:
             return Response(plan.body, status=plan.status, headers=headers)
         if not 200 <= plan.status < 300:
             detail = f"the sink was told to answer {plan.status}"
             return json_response(plan.status, {"error": detail, "detail": detail}, headers)
-        if v1:
-            results = {u: {"result": "ok"} for u in uuids}
-            return json_response(plan.status, {"results": results}, headers)
         return json_response(plan.status, {"status": 1}, headers)
 
 

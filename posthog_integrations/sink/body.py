@@ -14,6 +14,7 @@ __all__ = [
     "BadRequest",
     "PayloadTooLarge",
     "decode_body",
+    "decode_encoded",
     "gunzip",
     "read_body",
 ]
@@ -92,6 +93,61 @@ def gunzip(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
     if not inflater.eof:
         raise BadRequest("body is not valid gzip: it ends before its end-of-stream marker")
     return b"".join(out)
+
+
+def inflate(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Inflate a zlib-wrapped deflate stream (``Content-Encoding: deflate``), within ``limit``."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid deflate (zlib) data: {exc}") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"body inflates to over {limit} bytes, the most the sink accepts")
+    if not inflater.eof:
+        raise BadRequest("body is not valid deflate (zlib) data: it ends early")
+    return out
+
+
+def unzstd(data: bytes, limit: int = MAX_DECODED_BYTES) -> bytes:
+    """Decompress a zstd body within ``limit`` (needs the zstandard package)."""
+    import io
+
+    import zstandard
+
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:
+                chunk = reader.read(min(_READ_CHUNK, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            out = b"".join(chunks)
+    except zstandard.ZstdError as exc:
+        raise BadRequest(f"body is not valid zstd: {exc}") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"body inflates to over {limit} bytes, the most the sink accepts")
+    return out
+
+
+def decode_encoded(raw: bytes, encoding: str) -> Any:
+    """Parse a body sent with ``Content-Encoding: encoding`` ("" when plain)."""
+    encoding = encoding.strip().lower()
+    if encoding == "gzip":
+        raw = gunzip(raw)
+    elif encoding == "deflate":
+        raw = inflate(raw)
+    elif encoding == "zstd":
+        raw = unzstd(raw)
+    elif encoding not in ("", "identity"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding[:40]!r}")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
 
 
 def decode_body(raw: bytes, compressed: bool) -> Any:

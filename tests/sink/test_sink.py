@@ -25,6 +25,12 @@ from posthog_integrations.sink import EventStore, LocalSink, ScriptedResponse
 KEY = "phc_test_key_0123456789"
 CAPTURE_PATHS = ["/batch/", "/batch", "/i/v0/e/", "/e/", "/e", "/capture/", "/capture", "/i/v0/e"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What a v1 request must carry besides its body (the sink answers 400 without them).
+V1_HEADERS = {
+    "Authorization": f"Bearer {KEY}", "User-Agent": "tests/1", "PostHog-Sdk-Info": "tests/1",
+    "PostHog-Attempt": "1", "PostHog-Request-Id": "0b3a4d3e-6a1c-4a43-9d36-0f1c8a1f6b11",
+    "PostHog-Request-Timestamp": "2024-05-01T12:00:00+00:00",
+}
 # How long the sink command may take to exit after SIGINT. Its own shutdown takes well under
 # 0.1 s; the rest is the interpreter exiting, which took up to 2.7 s with the two cores
 # six times oversubscribed. The bound is for a machine far busier than that.
@@ -122,14 +128,15 @@ def test_v1_endpoint_uses_bearer_key_and_answers_results(sink: LocalSink) -> Non
         "/i/v1/analytics/events",
         body,
         encoding="header",
-        headers={"Authorization": f"Bearer {KEY}"},
+        headers=V1_HEADERS,
     )
     assert response.status_code == 200
     assert response.json() == {"results": {e["uuid"]: {"result": "ok"} for e in events}}
     assert sink.events() == events
     assert sink.store.records()[0].api_key == KEY
 
-    unauthenticated = post(sink, "/i/v1/analytics/events", body)
+    without_key = {k: v for k, v in V1_HEADERS.items() if k != "Authorization"}
+    unauthenticated = post(sink, "/i/v1/analytics/events", body, headers=without_key)
     assert unauthenticated.status_code == 401
     assert sink.store.count() == 2
 
@@ -439,8 +446,8 @@ def test_echo_prints_events_but_never_the_key(capsys: pytest.CaptureFixture[str]
         )
         post(sink, "/e/", {"token": KEY, **make_event("single")})
         post(sink, "/capture/", {**make_event("in-props"), "properties": {"token": KEY}})
-        body = {"batch": [make_event("v1")]}
-        post(sink, "/i/v1/analytics/events", body, headers={"Authorization": f"Bearer {KEY}"})
+        body = {"created_at": "2024-05-01T12:00:00Z", "batch": [make_event("v1")]}
+        post(sink, "/i/v1/analytics/events", body, headers=V1_HEADERS)
         sink.wait_for_events(4)
     out, err = capsys.readouterr()
     lines = out.splitlines()

@@ -17,7 +17,15 @@ import requests
 
 from posthog_integrations.sink import LocalSink
 from tests.conftest import ClientFactory
-from tests.sink.test_sink import KEY, REPO_ROOT, SHUTDOWN_TIMEOUT, SINK_CLI, make_event, post
+from tests.sink.test_sink import (
+    KEY,
+    REPO_ROOT,
+    SHUTDOWN_TIMEOUT,
+    SINK_CLI,
+    V1_HEADERS,
+    make_event,
+    post,
+)
 
 # Names of a chromium-based browser on PATH, tried in order; POSTHOG_TEST_CHROMIUM overrides.
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -95,9 +103,9 @@ def test_api_cursor_returns_only_newer_events(sink: LocalSink) -> None:
     assert api(sink, after=first["cursor"]) == nothing_new
 
     # Events from the v1 endpoint count too.
-    v1_body = {"batch": [make_event("c", "bob"), make_event("d")]}
-    bearer = {"Authorization": f"Bearer {KEY}"}
-    assert post(sink, "/i/v1/analytics/events", v1_body, headers=bearer).ok
+    v1_body = {"created_at": "2024-05-01T12:00:00Z",
+               "batch": [make_event("c", "bob"), make_event("d")]}
+    assert post(sink, "/i/v1/analytics/events", v1_body, headers=V1_HEADERS).ok
     newer = api(sink, after=first["cursor"])
     assert names(newer) == ["d", "c"]
     assert newer["cursor"] == sink.store.records()[-1].seq > first["cursor"]
