@@ -166,6 +166,9 @@ SECTIONS: dict[str, Section] = {
         expect=[{"event": "checkout started", "distinct_id": "user-42",
                  "$session_id": "session-abc", "plan": "pro"},
                 {"event": "override", "distinct_id": "x", "plan": "pro"}]),
+    "Capture v1": Section(
+        before=[""], after=[""],
+        expect=[{"event": "signed up", "distinct_id": "user-1"}]),
     "Threads and executors": Section(
         before=[""], after=[""],
         expect=[{"event": "receipt sent", "distinct_id": "user-42", "plan": "pro",
