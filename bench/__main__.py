@@ -61,7 +61,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"rounds (default {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--only", metavar="LIST",
                         help="comma-separated benchmarks or groups to run: context, "
-                             "exception, capture, delivery, burst, memory, asgi, django, flask, "
+                             "exception, capture, delivery, delivery_v1, burst, memory, asgi, "
+                             "django, flask, "
                              "flags, local (or a single benchmark such as capture_10, asgi_server, "
                              "flask_server)")
     parser.add_argument("--json", type=Path, metavar="PATH",
@@ -121,19 +122,21 @@ def _notes(runs: Sequence[RunResult]) -> list[str]:
         duplicates = sum(run.delivery.duplicates for run in mine if run.delivery is not None)
         if duplicates:
             notes.append(f"{name}: {duplicates:,} events arrived more than once (retries)")
-        delivery = [
-            run for run in mine
-            if run.benchmark == "delivery" and not run.warmup and run.delivery is not None
-            and run.metrics.get("elapsed_s")
-        ]
-        if delivery:
+        for benchmark, title in (("delivery", "delivery"), ("delivery_v1", "delivery v1")):
+            delivery = [
+                run for run in mine
+                if run.benchmark == benchmark and not run.warmup and run.delivery is not None
+                and run.metrics.get("elapsed_s")
+            ]
+            if not delivery:
+                continue
             requests = statistics.median(run.delivery.requests for run in delivery if run.delivery)
             busy = statistics.median(
                 run.delivery.endpoint_cpu_s / run.metrics["elapsed_s"]
                 for run in delivery if run.delivery
             )
             notes.append(
-                f"delivery, {name}: {requests:,.0f} requests per run; the endpoint process was"
+                f"{title}, {name}: {requests:,.0f} requests per run; the endpoint process was"
                 f" busy {busy:.0%} of one core (medians)"
             )
     return notes

@@ -257,6 +257,22 @@ def _capture_cost(properties: Mapping[str, Any] | None) -> Callable[
 
 
 def _delivery(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult) -> None:
+    _deliver(variant, endpoint, settings, result, variant.make_client)
+
+
+def _delivery_v1(
+    variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult
+) -> None:
+    """The delivery benchmark with both clients in capture v1 mode; a run that sent anything
+    to another endpoint did not measure v1, and fails."""
+    _deliver(variant, endpoint, settings, result, variant.make_v1_client)
+    if result.delivery is not None and not result.delivery.v1_only:
+        result.error = result.error or (
+            f"not all requests went to the v1 endpoint: {result.delivery.paths}")
+
+
+def _deliver(variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult,
+             make_client: Callable[[str, str], Any]) -> None:
     def body(client: Any) -> int:
         capture = variant.bind_capture(client)
         count = settings.delivery_events
@@ -280,7 +296,7 @@ def _delivery(variant: Variant, endpoint: Endpoint, settings: Settings, result: 
         }
         return count
 
-    run_with_client(variant, endpoint, result, body)
+    run_with_client(variant, endpoint, result, body, make_client=make_client)
 
 
 def samples_metrics(samples: list[float]) -> dict[str, float]:
@@ -417,6 +433,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("capture_0", "capture", "capture(), 0 properties", _capture_cost(None)),
     Benchmark("capture_10", "capture", "capture(), 10 properties", _capture_cost(TEN_PROPERTIES)),
     Benchmark("delivery", "delivery", "delivery of gzip batches, 10 properties", _delivery),
+    Benchmark("delivery_v1", "delivery_v1", "delivery of gzip batches, v1", _delivery_v1),
 )
 
 

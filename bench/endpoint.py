@@ -28,8 +28,11 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-__all__ = ["BENCH_FLAGS", "READ_FLAG", "READ_FLAG_VALUE", "Delivery", "Endpoint", "EndpointError"]
+__all__ = ["BENCH_FLAGS", "READ_FLAG", "READ_FLAG_VALUE", "V1_PATH", "Delivery", "Endpoint",
+           "EndpointError"]
 
+# Where clients in capture v1 mode send their batches (without the optional trailing slash).
+V1_PATH = "/i/v1/analytics/events"
 _START_TIMEOUT = 60.0
 _REPLY_TIMEOUT = 120.0
 _POLL = 0.02
@@ -72,6 +75,12 @@ class Delivery:
     stored_total: int
     waited_s: float
     endpoint_cpu_s: float  # CPU time of the endpoint process since the last clear
+    paths: dict[str, int] = dataclasses.field(default_factory=dict)  # requests per path
+
+    @property
+    def v1_only(self) -> bool:
+        """Every request went to the capture v1 endpoint (and there was at least one)."""
+        return bool(self.paths) and set(self.paths) == {V1_PATH}
 
     @property
     def complete(self) -> bool:
@@ -93,19 +102,23 @@ class Delivery:
 # -- the child process ---------------------------------------------------------------------
 
 
-def _count(sink: Any, api_key: str) -> tuple[int, int, int, dict[str, int]]:
+def _count(
+    sink: Any, api_key: str
+) -> tuple[int, int, int, dict[str, int], dict[str, int]]:
     uuids: list[str] = []
     requests = 0
     failed: Counter[str] = Counter()
+    paths: Counter[str] = Counter()
     for request in sink.requests():
         if request.api_key != api_key:
             continue
         requests += 1
+        paths[request.path.rstrip("/")] += 1
         if 200 <= request.status < 300:
             uuids.extend(request.uuids)
         else:
             failed[str(request.status)] += 1
-    return len(uuids), len(set(uuids)), requests, dict(failed)
+    return len(uuids), len(set(uuids)), requests, dict(failed), dict(paths)
 
 
 def _delivered(
@@ -116,7 +129,7 @@ def _delivered(
     start = last_change = time.monotonic()
     previous = -1
     while True:
-        accepted, unique, requests, failed = _count(sink, api_key)
+        accepted, unique, requests, failed, paths = _count(sink, api_key)
         now = time.monotonic()
         if unique != previous:
             previous, last_change = unique, now
@@ -127,6 +140,7 @@ def _delivered(
         api_key=api_key, expected=expected, accepted=accepted, unique=unique,
         requests=requests, failed_requests=failed, stored_total=sink.store.count(),
         waited_s=time.monotonic() - start, endpoint_cpu_s=time.process_time() - cpu_since,
+        paths=paths,
     ))
 
 

@@ -65,6 +65,10 @@ class Variant(abc.ABC):
         return self.make_client(url, api_key)
 
     @abc.abstractmethod
+    def make_v1_client(self, url: str, api_key: str) -> Any:
+        """:meth:`make_client`'s client in capture v1 mode (``POST /i/v1/analytics/events``)."""
+
+    @abc.abstractmethod
     def make_default_client(self, url: str, api_key: str) -> Any:
         """A client with the library's defaults: only the host and API key are set."""
 
@@ -125,6 +129,12 @@ class OursVariant(Variant):
 
     def make_storm_client(self, url: str, api_key: str) -> Any:
         return self._make(url, api_key)
+
+    def make_v1_client(self, url: str, api_key: str) -> Any:
+        client = self._make(url, api_key, exception_rate_limit=False, capture_mode="v1")
+        if client.options.capture_mode != "v1":
+            raise RuntimeError(f"unexpected client options: {client.options!r}")
+        return client
 
     def _make(self, url: str, api_key: str, **options: Any) -> Any:
         client = self._client_class(api_key, host=url, max_queue_size=MAX_QUEUE_SIZE, gzip=True,
@@ -199,6 +209,15 @@ class OfficialVariant(Variant):
         # machine. Everything else but the queue size and gzip keeps its default.
         return self._client_class(
             api_key, host=url, gzip=True, max_queue_size=MAX_QUEUE_SIZE, personal_api_key=None
+        )
+
+    def make_v1_client(self, url: str, api_key: str) -> Any:
+        if "capture_mode" not in inspect.signature(self._client_class.__init__).parameters:
+            raise RuntimeError(f"{self.label} has no capture_mode option (capture v1)")
+        # gzip=True makes v1 compress with gzip when capture_compression is not given.
+        return self._client_class(
+            api_key, host=url, gzip=True, max_queue_size=MAX_QUEUE_SIZE, personal_api_key=None,
+            capture_mode="v1",
         )
 
     def make_default_client(self, url: str, api_key: str) -> Any:

@@ -475,6 +475,8 @@ arbitrary_values = st.one_of(
         "phc_" + "k" * 20, "*", "/health*", "health", "10.0.0.0/8", "10.0.0.0/33", "::1",
         "1.2.3.4, 5.6.7.8", ["/static/*", "/health"], ["10.0.0.0/8", "nope"], ("myapp",),
         print, len, (lambda *args: None), Client, object, b"/x",
+        "v0", "v1", "V1", "analytics_v1", "legacy", "v2", "gzip", "deflate", "zstd", "identity",
+        "br",
     ]),
 )
 SECONDS = {"flush_interval", "timeout", "retry_base_delay", "flags_timeout"}
@@ -504,11 +506,11 @@ usable_option: dict[str, Callable[[Any], bool]] = {
     "capture_logging": lambda v: v is None or (type(v) is int and v >= 0),
     "flag_defaults": lambda v: isinstance(v, Mapping) and all(
         isinstance(k, str) and k and isinstance(d, (bool, str)) for k, d in v.items()),
+    "capture_mode": lambda v: v in ("v0", "v1"),
+    "capture_compression": lambda v: v is None or v in ("none", "gzip", "deflate", "zstd"),
     "exception_rate_limit": lambda v: v is None or (
         type(v) is tuple and type(v[0]) is int and v[0] >= 1 and type(v[1]) is float
         and 0 < v[1] < math.inf),
-    "capture_mode": lambda v: v in ("v0", "v1"),
-    "capture_compression": lambda v: v is None or v in ("none", "gzip", "deflate", "zstd"),
 }
 
 

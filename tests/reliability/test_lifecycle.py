@@ -3,7 +3,8 @@
 gunicorn (stopped by SIGTERM in the middle of traffic; ``--preload`` with the client built in the
 master before fork) and ``uvicorn --workers 2`` serve the apps of ``tests/reliability/apps`` as
 child processes, loaded by a few plain threads over ``http.client``; their events go to a real
-local capture endpoint in this process and are matched there by request number.
+local capture endpoint in this process and are matched there by request number. Each scenario
+runs in both capture modes (the apps read ``POSTHOG_CAPTURE_MODE``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 from posthog_integrations.sink import LocalSink
 from tests.conftest import API_KEY
 from tests.e2e.servers import free_port, serve
+from tests.reliability.conftest import assert_sent_in_mode
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="gunicorn forks; process states are read from /proc")
@@ -34,8 +36,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
 GRACEFUL_TIMEOUT = 5.0
 
 
-def environment(sink: LocalSink) -> dict[str, str]:
-    return {"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": sink.url}
+def environment(sink: LocalSink, capture_mode: str) -> dict[str, str]:
+    """The apps build their clients from these (``POSTHOG_CAPTURE_MODE``: v0 or v1)."""
+    return {"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": sink.url,
+            "POSTHOG_CAPTURE_MODE": capture_mode}
 
 
 def gunicorn(app: str, port: int, *options: str) -> list[str]:
@@ -161,11 +165,13 @@ def assert_exactly_once(events: list[dict[str, Any]]) -> Counter[int]:
     return numbers
 
 
-def test_gunicorn_sigterm_mid_traffic_loses_no_answered_request(sink: LocalSink) -> None:
+def test_gunicorn_sigterm_mid_traffic_loses_no_answered_request(
+    sink: LocalSink, capture_mode: str
+) -> None:
     port = free_port()
     command = gunicorn("tests.reliability.apps.flask_traffic:app", port,
                        "--workers", "2", "--worker-class", "gthread", "--threads", "4")
-    with serve(command, port, environment(sink)):
+    with serve(command, port, environment(sink, capture_mode)):
         master = master_pid(port)
         traffic = Traffic(port, threads=6, delay=0.05).start()
         traffic.wait_for_answers(150)
@@ -180,6 +186,7 @@ def test_gunicorn_sigterm_mid_traffic_loses_no_answered_request(sink: LocalSink)
     # the workers finished in-flight requests and flushed, well before gunicorn's SIGKILL
     assert stop_seconds < GRACEFUL_TIMEOUT
     arrived = assert_exactly_once(served_events(sink))
+    assert_sent_in_mode(sink.requests(), capture_mode)
     lost = sorted(set(traffic.answered) - set(arrived))
     assert lost == [], f"{len(lost)} answered requests have no event: {lost[:10]}"
     print(f"\ngunicorn SIGTERM: {len(traffic.answered)} answered "
@@ -187,13 +194,15 @@ def test_gunicorn_sigterm_mid_traffic_loses_no_answered_request(sink: LocalSink)
           f"after it), {len(arrived)} events arrived, stopped in {stop_seconds:.2f}s")
 
 
-def test_gunicorn_preload_forks_a_clean_client_into_each_worker(sink: LocalSink) -> None:
+def test_gunicorn_preload_forks_a_clean_client_into_each_worker(
+    sink: LocalSink, capture_mode: str
+) -> None:
     requests = 2000
     port = free_port()
     command = gunicorn("tests.reliability.apps.flask_preloaded:app", port,
                        "--preload", "--workers", "4")
     started = time.monotonic()
-    with serve(command, port, environment(sink)):
+    with serve(command, port, environment(sink, capture_mode)):
         master = master_pid(port)
         statuses = get_all(port, (f"/work/{n}" for n in range(requests)))
         stopping = time.monotonic()
@@ -202,6 +211,7 @@ def test_gunicorn_preload_forks_a_clean_client_into_each_worker(sink: LocalSink)
     assert statuses == [200] * requests
     events = served_events(sink)
     assert sorted(assert_exactly_once(events)) == list(range(requests))
+    assert_sent_in_mode(sink.requests(), capture_mode)
     worker_pids = {e["properties"]["pid"] for e in events}
     assert len(worker_pids) == 4
     assert master not in worker_pids
@@ -215,12 +225,14 @@ def test_gunicorn_preload_forks_a_clean_client_into_each_worker(sink: LocalSink)
           f"served in {stopping - started:.1f}s, stopped in {stop_seconds:.2f}s")
 
 
-def test_uvicorn_workers_flush_at_lifespan_shutdown(sink: LocalSink) -> None:
+def test_uvicorn_workers_flush_at_lifespan_shutdown(
+    sink: LocalSink, capture_mode: str
+) -> None:
     requests = 1000
     port = free_port()
     command = ["uvicorn", "tests.reliability.apps.starlette_traffic:app", "--port", str(port),
                "--workers", "2", "--log-level", "warning"]
-    with serve(command, port, environment(sink)):
+    with serve(command, port, environment(sink, capture_mode)):
         statuses = get_all(port, (f"/work/{n}" for n in range(requests)))
         held_until_shutdown = len(sink.events())
         stopping = time.monotonic()
@@ -230,6 +242,7 @@ def test_uvicorn_workers_flush_at_lifespan_shutdown(sink: LocalSink) -> None:
     assert held_until_shutdown == 0, "the app's client should hold its events until shutdown"
     events = served_events(sink)
     assert sorted(assert_exactly_once(events)) == list(range(requests))
+    assert_sent_in_mode(sink.requests(), capture_mode)
     pids = Counter(e["properties"]["pid"] for e in events)
     assert len(pids) == 2, f"events from {len(pids)} worker(s): both must flush at shutdown"
     assert stop_seconds < 10

@@ -13,6 +13,10 @@ Each scenario captures 500 events from five threads while the local capture endp
 * ``client.stats()`` adds up: accepted == sent == captured, nothing dropped, and ``retried``
   equals the number of resends the endpoint saw (requests carrying a batch it had seen before).
 
+Every scenario runs in both capture modes (``capture_mode`` is "v0", ``POST /batch/``, or
+"v1", ``POST /i/v1/analytics/events``): the requests went to that mode's endpoint, and in v1 a
+resend is the next attempt of the same request (same ``PostHog-Request-Id``, attempt + 1).
+
 Narrower single-event checks of the same mechanisms live in tests/core/test_delivery.py.
 """
 
@@ -31,6 +35,7 @@ from posthog_integrations import Client
 from posthog_integrations.sink import LocalSink, RecordedRequest, ScriptedResponse
 from tests.blocking import WaitRecorder
 from tests.conftest import API_KEY, ClientFactory
+from tests.reliability.conftest import assert_same_attempt_continued, assert_sent_in_mode
 
 THREADS = 5
 PER_THREAD = 100
@@ -119,13 +124,16 @@ def assert_every_event_stored(sink: LocalSink, run: CaptureRun) -> Counter[str]:
     return stored
 
 
-def assert_failed_requests_resent_unchanged(requests: list[RecordedRequest]) -> None:
-    """The sender is sequential: the request after a failed one resends its events as they were."""
+def assert_failed_requests_resent_unchanged(requests: list[RecordedRequest], mode: str) -> None:
+    """The sender is sequential: the request after a failed one resends its events as they were,
+    to the same endpoint (in v1: as the next attempt of the same request)."""
+    assert_sent_in_mode(requests, mode)
     for failed, retry in zip(requests, requests[1:]):
         if not 200 <= failed.status < 300:
             assert retry.uuids == failed.uuids
             assert ([e["timestamp"] for e in retry.events]
                     == [e["timestamp"] for e in failed.events])
+            assert_same_attempt_continued(failed, retry, mode)
 
 
 def resends_seen(requests: list[RecordedRequest]) -> int:
@@ -146,10 +154,12 @@ def assert_stats_add_up(client: Client, requests: list[RecordedRequest], resends
 # -- 503 bursts --------------------------------------------------------------------------------
 
 
-def test_503_bursts_deliver_every_event_once(sink: LocalSink, make_client: ClientFactory) -> None:
+def test_503_bursts_deliver_every_event_once(
+    sink: LocalSink, make_client: ClientFactory, capture_mode: str
+) -> None:
     burst = [ScriptedResponse(503, delay=0.1)] * 4
     sink.script(*burst, 200, *burst, 200, *burst)
-    client = make_client(max_retries=5, **FAST)
+    client = make_client(max_retries=5, capture_mode=capture_mode, **FAST)
 
     run = capture_from_threads(client)
     assert client.flush(timeout=15)
@@ -161,7 +171,7 @@ def test_503_bursts_deliver_every_event_once(sink: LocalSink, make_client: Clien
     assert_capture_never_waited(run, first_success(requests))
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1  # a 503 stores nothing, so a resend is no duplicate
-    assert_failed_requests_resent_unchanged(requests)
+    assert_failed_requests_resent_unchanged(requests, capture_mode)
     assert_stats_add_up(client, sink.requests(), resends=12)
 
 
@@ -169,10 +179,11 @@ def test_503_bursts_deliver_every_event_once(sink: LocalSink, make_client: Clien
 
 
 def test_429_retry_after_is_waited_before_each_resend(
-    sink: LocalSink, make_client: ClientFactory
+    sink: LocalSink, make_client: ClientFactory, capture_mode: str
 ) -> None:
     sink.script(ScriptedResponse(429, retry_after="1"), ScriptedResponse(429, retry_after="1"))
-    client = make_client(**FAST)  # retry_base_delay 0.02: only Retry-After can explain a 1 s wait
+    # retry_base_delay 0.02: only Retry-After can explain a 1 s wait
+    client = make_client(capture_mode=capture_mode, **FAST)
 
     run = capture_from_threads(client)
     assert client.flush(timeout=15)
@@ -186,7 +197,7 @@ def test_429_retry_after_is_waited_before_each_resend(
     assert_capture_never_waited(run, third.received_at)
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1
-    assert_failed_requests_resent_unchanged(requests)
+    assert_failed_requests_resent_unchanged(requests, capture_mode)
     assert_stats_add_up(client, sink.requests(), resends=2)
 
 
@@ -200,12 +211,12 @@ def unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_refused_connections_until_the_server_starts() -> None:
+def test_refused_connections_until_the_server_starts(capture_mode: str) -> None:
     port = unused_port()
     # Backoff ceilings 0.1, 0.2, 0.4, ... s: eight retries span at least 12.75 s, the first
     # five at most 3.1 s, so the 2.5 s outage is bridged by the retries of the first batch.
     client = Client(API_KEY, host=f"http://127.0.0.1:{port}", retry_base_delay=0.1,
-                    max_retries=8, **FAST)
+                    max_retries=8, capture_mode=capture_mode, **FAST)
     try:
         began = time.monotonic()
         run = capture_from_threads(client)
@@ -222,6 +233,7 @@ def test_refused_connections_until_the_server_starts() -> None:
     assert max(stored.values()) == 1
     # Refused attempts never reach a server: the sink saw each batch once, all answered 200.
     assert {r.status for r in requests} == {200}
+    assert_sent_in_mode(requests, capture_mode)
     assert sum(len(r.uuids) for r in requests) == CAPTURED
     # Refused attempts reach no server, so the endpoint cannot count them; the backoff note
     # above gives the least the first batch needed to bridge 2.5 s of refusals.
@@ -236,10 +248,10 @@ def test_refused_connections_until_the_server_starts() -> None:
 
 
 def test_hung_requests_time_out_and_are_resent(
-    sink: LocalSink, make_client: ClientFactory
+    sink: LocalSink, make_client: ClientFactory, capture_mode: str
 ) -> None:
     sink.script(ScriptedResponse(hang=True), ScriptedResponse(hang=True))
-    client = make_client(timeout=0.5, **FAST)
+    client = make_client(timeout=0.5, capture_mode=capture_mode, **FAST)
 
     run = capture_from_threads(client)
     assert client.flush(timeout=15)
@@ -255,22 +267,24 @@ def test_hung_requests_time_out_and_are_resent(
     assert sum(count - 1 for count in received.values()) == 2 * len(hung.uuids)
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1
-    assert_failed_requests_resent_unchanged(requests)
+    assert_failed_requests_resent_unchanged(requests, capture_mode)
     assert_stats_add_up(client, sink.requests(), resends=2)
 
 
 def test_answer_lost_after_processing_is_resent_with_the_same_uuids(
-    sink: LocalSink, make_client: ClientFactory
+    sink: LocalSink, make_client: ClientFactory, capture_mode: str
 ) -> None:
     """The server stores the batch but answers after the client's timeout: at-least-once."""
     sink.script(ScriptedResponse(delay=1.0))
-    client = make_client(timeout=0.5, **FAST)
+    client = make_client(timeout=0.5, capture_mode=capture_mode, **FAST)
 
     run = capture_from_threads(client)
     assert client.flush(timeout=15)
 
     slow, resend = sink.requests()[:2]
     assert resend.uuids == slow.uuids
+    assert_sent_in_mode(sink.requests(), capture_mode)
+    assert_same_attempt_continued(slow, resend, capture_mode)
     assert_capture_never_waited(run, resend.received_at)
     # The slow request stores its batch once its delay is over, after the resend did.
     sink.wait_for_events(CAPTURED + len(slow.uuids), timeout=5)
@@ -289,11 +303,11 @@ def test_answer_lost_after_processing_is_resent_with_the_same_uuids(
 
 
 def test_connections_dropped_before_the_answer(
-    sink: LocalSink, make_client: ClientFactory
+    sink: LocalSink, make_client: ClientFactory, capture_mode: str
 ) -> None:
     dropped = ScriptedResponse(drop_connection=True, delay=0.1)
     sink.script(dropped, dropped, dropped, 200, dropped, dropped)
-    client = make_client(max_retries=4, **FAST)
+    client = make_client(max_retries=4, capture_mode=capture_mode, **FAST)
 
     run = capture_from_threads(client)
     assert client.flush(timeout=15)
@@ -303,7 +317,7 @@ def test_connections_dropped_before_the_answer(
     assert_capture_never_waited(run, first_success(requests))
     stored = assert_every_event_stored(sink, run)
     assert max(stored.values()) == 1
-    assert_failed_requests_resent_unchanged(requests)
+    assert_failed_requests_resent_unchanged(requests, capture_mode)
     assert_stats_add_up(client, sink.requests(), resends=5)
 
 
@@ -383,11 +397,14 @@ def _read_request(connection: socket.socket) -> tuple[str, str, dict[str, str], 
 
 
 @pytest.mark.parametrize("cut_status", [503, 200])
-def test_answers_cut_mid_body_are_retried(sink: LocalSink, cut_status: int) -> None:
+def test_answers_cut_mid_body_are_retried(
+    sink: LocalSink, cut_status: int, capture_mode: str
+) -> None:
     """A 503 cut mid-body stored nothing; a 200 cut mid-body was stored, and is stored again."""
     sink.script(ScriptedResponse(cut_status, delay=0.5))
     with CuttingProxy(sink.port, cuts=1) as proxy:
-        client = Client(API_KEY, host=proxy.url, retry_base_delay=0.02, **FAST)
+        client = Client(API_KEY, host=proxy.url, retry_base_delay=0.02,
+                        capture_mode=capture_mode, **FAST)
         try:
             run = capture_from_threads(client)
             assert client.flush(timeout=15)
@@ -398,6 +415,8 @@ def test_answers_cut_mid_body_are_retried(sink: LocalSink, cut_status: int) -> N
     cut, resend = requests[:2]
     assert (cut.status, resend.status) == (cut_status, 200)
     assert resend.uuids == cut.uuids
+    assert_sent_in_mode(requests, capture_mode)
+    assert_same_attempt_continued(cut, resend, capture_mode)
     assert_capture_never_waited(run, resend.received_at)
     stored = assert_every_event_stored(sink, run)
     duplicates = {uuid for uuid, count in stored.items() if count > 1}
