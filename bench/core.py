@@ -363,22 +363,28 @@ def _chained_error() -> BaseException:
     raise AssertionError("unreachable")
 
 
+def _timed_exception_captures(variant: Variant, client: Any, count: int) -> list[float]:
+    """µs per capture_exception() of ``count`` fresh 3-deep chains (raising them is not timed)."""
+    clock = time.perf_counter_ns
+    samples: list[float] = []
+    for _ in range(count):
+        error = _chained_error()
+        start = clock()
+        variant.capture_exception(client, error)
+        samples.append((clock() - start) / 1000.0)
+    return samples
+
+
 def _capture_exception(
     variant: Variant, endpoint: Endpoint, settings: Settings, result: RunResult
 ) -> None:
     """capture_exception() of a fresh 3-deep chained exception (raising it is not timed)."""
 
     def body(client: Any) -> int:
-        clock = time.perf_counter_ns
         count = settings.samples
         for _ in range(settings.warmup_blocks):
             variant.capture_exception(client, _chained_error())
-        samples: list[float] = []
-        for _ in range(count):
-            error = _chained_error()
-            start = clock()
-            variant.capture_exception(client, error)
-            samples.append((clock() - start) / 1000.0)
+        samples = _timed_exception_captures(variant, client, count)
         result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
         result.samples_us = samples
         result.metrics = samples_metrics(samples)
@@ -401,14 +407,8 @@ def _exception_storm(
     """
 
     def body(client: Any) -> int:
-        clock = time.perf_counter_ns
         count = storm_captures(settings)
-        samples: list[float] = []
-        for _ in range(count):
-            error = _chained_error()
-            start = clock()
-            variant.capture_exception(client, error)
-            samples.append((clock() - start) / 1000.0)
+        samples = _timed_exception_captures(variant, client, count)
         result.flush_drained = variant.flush(client, FLUSH_TIMEOUT)
         held_back = (variant.drops_by_reason(client) or {}).get(STORM_REASON, 0)
         result.samples_us = samples
